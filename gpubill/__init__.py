@@ -1,0 +1,1 @@
+"""gpubill: settings, process launcher, CLI and demo that tie the packages together."""

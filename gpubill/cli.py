@@ -1,0 +1,107 @@
+"""The ``gpubill`` command line (click)."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from gpubill.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """gpubill: billing worker for GPU export jobs (Stripe credits, RunPod GPU-seconds)."""
+
+
+@main.group()
+def db() -> None:
+    """Ledger database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head."""
+    from ledger.migrate import upgrade
+
+    upgrade(get_settings().sqlalchemy_url)
+    click.echo("database at head")
+
+
+@main.command()
+@click.option("--emulator/--no-emulator", default=True, help="Start the RunPod stand-in.")
+def up(emulator: bool) -> None:
+    """Run the whole service until Ctrl-C: broker (embedded unless GPUBILL_BROKER_URL),
+    receiver, worker, beat and the RunPod stand-in."""
+    from gpubill.launcher import Stack
+
+    stack = Stack(emulator=emulator).start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cfg = stack.settings
+    click.echo(f"receiver  {stack.receiver_url}")
+    click.echo(f"broker    {cfg.broker_url}")
+    click.echo(f"database  {cfg.sqlalchemy_url}")
+    if emulator:
+        click.echo(f"runpod    {cfg.runpod_base_url} (stand-in)")
+    click.echo(f"logs      {stack.log_dir}")
+    try:
+        stop.wait()
+    finally:
+        click.echo("stopping…")
+        stack.stop()
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("var/demo"),
+              show_default=True, help="Fresh data directory for this run (wiped first).")
+def demo(data_dir: Path) -> None:
+    """Start the service on embedded defaults, run the demo scenario over HTTP, print
+    what happened, stop everything. Exit 0 only if every expectation and every ledger
+    invariant holds."""
+    from gpubill.demo import run_demo
+
+    sys.exit(0 if run_demo(data_dir, click.echo) else 1)
+
+
+@main.command()
+def reconcile() -> None:
+    """Check every ledger invariant of design.md; exit 1 listing violations."""
+    from ledger.db import make_engine, make_sessionmaker, transaction
+    from ledger.invariants import check
+
+    engine = make_engine(get_settings().sqlalchemy_url)
+    with transaction(make_sessionmaker(engine)) as s:
+        violations = check(s)
+    for v in violations:
+        click.echo(str(v))
+    click.echo(f"{len(violations)} violation(s)")
+    sys.exit(1 if violations else 0)
+
+
+@main.group()
+def emulate() -> None:
+    """Local stand-ins for outside services."""
+
+
+@emulate.command("runpod")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8010, show_default=True, type=int)
+@click.option("--config", "config_path", type=click.Path(exists=True, path_type=Path),
+              help="TOML profiles (default: emulators/runpod/profiles.toml).")
+def emulate_runpod(host: str, port: int, config_path: Path | None) -> None:
+    """Serve RunPod's serverless REST API (/v2/{endpoint}/run, /status, /cancel,
+    /health) for any RunPod client pointed at http://HOST:PORT/v2."""
+    from emulators.runpod import EmulatorConfig, serve
+    from gpubill.launcher import EMULATOR_PROFILES
+
+    config = EmulatorConfig.from_toml(config_path or EMULATOR_PROFILES)
+    click.echo(f"RunPod stand-in on http://{host}:{port}/v2")
+    serve(config, host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The demo scenario (issue #2), run over HTTP against a running stack.
+
+User A buys the ``medium`` pack through a signed ``checkout.session.completed`` event
+(sent twice), then exports one job of each type for a 30 s clip — the stand-in fails
+the ``track`` job; user B has no credits and is refused. Every expectation is checked
+against the API and the ledger invariants against the database.
+"""
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from emulators.stripe import events as stripe_events
+from gpubill.settings import Settings
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.invariants import check
+from ledger.models import JobStatus
+from pricing import load_packs
+
+Echo = Callable[[str], None]
+PACK = "medium"
+JOBS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("framing", {"duration_s": 30, "resolution": "1080p"}, {"clip": "s3://clips/match-1.mp4"}),
+    ("overlay", {"duration_s": 30, "resolution": "1080p"}, {"clip": "s3://clips/match-1.mp4"}),
+    ("upscale", {"duration_s": 30, "resolution": "1080p", "scale": 4}, {"clip": "s3://clips/match-1.mp4"}),
+    ("track", {"duration_s": 30, "resolution": "1080p"},
+     {"clip": "s3://clips/match-1.mp4", "emulator": {"fail": "tracker lost the ball at frame 212"}}),
+]
+
+
+@dataclass
+class Outcome:
+    ok: bool = True
+    failures: list[str] = field(default_factory=list)
+
+    def expect(self, cond: bool, what: str) -> None:
+        if not cond:
+            self.ok = False
+            self.failures.append(what)
+
+
+class Client:
+    """The app's side of the /v1 API and Stripe's side of the webhook."""
+
+    def __init__(self, base_url: str, cfg: Settings) -> None:
+        self.base, self.cfg = base_url, cfg
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {cfg.api_key_values()[0]}"
+
+    def stripe_event(self, body: dict[str, Any]) -> requests.Response:
+        payload, headers = stripe_events.signed(body, self.cfg.stripe_webhook_secret.get_secret_value())
+        return requests.post(f"{self.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
+
+    def submit(self, user_id: str, job_type: str, params: dict[str, Any],
+               job_input: dict[str, Any]) -> requests.Response:
+        return self.http.post(f"{self.base}/v1/jobs", timeout=10, json={
+            "user_id": user_id, "type": job_type, "params": params, "input": job_input})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.http.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json()
+
+    def wallet(self, user_id: str) -> dict[str, Any]:
+        return self.http.get(f"{self.base}/v1/wallets/{user_id}", timeout=10).json()
+
+    def wait(self, probe: Callable[[], Any], timeout_s: float = 60) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = probe()
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(0.2)
+
+
+def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
+    """Drive the scenario against the receiver at ``base_url``; returns what failed."""
+    out, api = Outcome(), Client(base_url, cfg)
+    run = secrets.token_hex(3)
+    alice, bob = f"alice-{run}", f"bob-{run}"
+    pack = load_packs()[PACK]
+
+    echo(f"== top-up: {alice} buys pack '{PACK}' ({pack.price / 100:.2f} {pack.currency.upper()}"
+         f" → {pack.credits} credits)")
+    session = stripe_events.paid_checkout_session(user_id=alice, pack=PACK, amount_total=pack.price)
+    event = stripe_events.event("checkout.session.completed", session)
+    first, second = api.stripe_event(event), api.stripe_event(event)
+    echo(f"   webhook {event['id']}: {first.status_code} {first.json()}; "
+         f"again: {second.status_code} {second.json()}")
+    out.expect(first.status_code == 200 and second.status_code == 200, "webhook answered 200 twice")
+    out.expect(second.json().get("duplicate") is True, "second delivery recognised as duplicate")
+    funded = api.wait(lambda: api.wallet(alice)["balance"] == pack.credits)
+    out.expect(bool(funded), f"{alice} credited {pack.credits}")
+
+    echo(f"== jobs: {alice} exports a 30 s clip four ways; {bob} (no credits) tries one")
+    job_ids: list[str] = []
+    for job_type, params, job_input in JOBS:
+        r = api.submit(alice, job_type, params, job_input)
+        out.expect(r.status_code == 202, f"{job_type} accepted (got {r.status_code})")
+        if r.status_code == 202:
+            job_ids.append(r.json()["job_id"])
+    refused = api.submit(bob, "framing", {"duration_s": 30, "resolution": "1080p"}, {})
+    echo(f"   {bob}: {refused.status_code} {refused.json().get('error', {}).get('message')}")
+    out.expect(refused.status_code == 402, f"{bob} refused with 402 (got {refused.status_code})")
+
+    done = api.wait(lambda: all(api.job(j)["status"] in JobStatus.TERMINAL for j in job_ids), 90)
+    out.expect(bool(done), "every job reached a terminal state")
+    receipts = [api.job(j) for j in job_ids]
+    echo(f"   {'type':<8} {'status':<10} {'hold':>5} {'exec ms':>8} {'charge':>7} {'released':>9}")
+    for r in receipts:
+        echo(f"   {r['type']:<8} {r['status']:<10} {r['quote']['hold']:>5} "
+             f"{str(r['runpod']['execution_ms']):>8} {str(r['charge']):>7} {str(r['released']):>9}")
+        hold = r["quote"]["hold"]
+        if r["type"] == "track":
+            out.expect(r["status"] == JobStatus.FAILED, "track job failed on the stand-in")
+            out.expect(r["charge"] == 0 and r["released"] == hold, "failed job charged 0, hold released")
+        else:
+            out.expect(r["status"] == JobStatus.COMPLETED, f"{r['type']} completed")
+            out.expect(r["charge"] is not None and 0 < r["charge"] <= hold, f"{r['type']} charge within hold")
+            out.expect((r["charge"] or 0) + (r["released"] or 0) == hold, f"{r['type']} charge + released = hold")
+
+    charged = sum(r["charge"] or 0 for r in receipts)
+    echo("== wallets")
+    wallets = {u: api.wallet(u) for u in (alice, bob)}
+    for u, w in wallets.items():
+        echo(f"   {u:<14} balance {w['balance']:>5}  held {w['held']:>3}  available {w['available']:>5}")
+    out.expect(wallets[alice]["balance"] == pack.credits - charged,
+               f"{alice} balance = {pack.credits} - {charged}")
+    out.expect(wallets[alice]["held"] == 0, f"{alice} holds nothing")
+    out.expect(wallets[bob] == {"user_id": bob, "balance": 0, "held": 0, "available": 0, "status": "active"},
+               f"{bob} unchanged")
+
+    engine = make_engine(cfg.sqlalchemy_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as s:
+            violations = check(s)
+    finally:
+        engine.dispose()
+    echo(f"== ledger invariants: {len(violations)} violation(s)")
+    for v in violations:
+        echo(f"   {v}")
+    out.expect(not violations, "ledger invariants hold")
+    return out
+
+
+def run_demo(data_dir: Path, echo: Echo = print) -> bool:
+    """Start a fresh stack in ``data_dir`` (wiped), run the scenario, stop. True if all held."""
+    from gpubill.launcher import Stack
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    echo(f"starting gpubill on embedded defaults in {data_dir} …")
+    with Stack(env={"GPUBILL_DATA_DIR": str(data_dir)}) as stack:
+        echo(f"   receiver {stack.receiver_url}, broker {stack.settings.broker_url}")
+        outcome = run_scenario(stack.receiver_url, stack.settings, echo)
+        echo("stopping …")
+    for failure in outcome.failures:
+        echo(f"FAILED: {failure}")
+    echo("demo OK" if outcome.ok else "demo FAILED")
+    return outcome.ok

@@ -1,0 +1,239 @@
+"""Ledger tables (SQLAlchemy 2.0, typed). Money columns are BIGINT credits.
+
+Double entry: a ``transactions`` row has ≥2 ``postings`` summing to zero. ``wallets``
+caches ``balance`` (Σ postings on its account) and ``held`` (Σ open hold amounts), kept
+in step in the same DB transaction. Holds are pending transfers that end exactly once.
+Schema changes go through Alembic revisions in ``ledger/migrations``.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
+    MetaData, Numeric, String, Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: one representation on SQLite and PostgreSQL alike."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# System accounts (design.md "Money model"); wallets get ``wallet:{user_id}``.
+STRIPE_CLEARING = "stripe:clearing"
+REVENUE_GPU = "revenue:gpu"
+PROMOTIONS = "promotions"
+ADJUSTMENTS = "adjustments"
+SYSTEM_ACCOUNTS = (STRIPE_CLEARING, REVENUE_GPU, PROMOTIONS, ADJUSTMENTS)
+
+
+def wallet_account(user_id: str) -> str:
+    return f"wallet:{user_id}"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # wallet | system
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Wallet(Base):
+    __tablename__ = "wallets"
+    __table_args__ = (CheckConstraint("held >= 0", name="held_not_negative"),)
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    balance: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class LedgerTransaction(Base):
+    """One money movement. ``op_key`` is its idempotency key, unique forever."""
+
+    __tablename__ = "transactions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    op_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # topup | capture | (clawback, adjust, ...)
+    amount: Mapped[int] = mapped_column(BigInteger)  # the operation's amount, for replays
+    user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    ref: Mapped[str | None] = mapped_column(String(200), index=True)  # session / job id
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Posting(Base):
+    """One leg of a transaction; immutable. Positive = credit to the account."""
+
+    __tablename__ = "postings"
+    __table_args__ = (CheckConstraint("amount <> 0", name="amount_not_zero"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+
+
+class HoldStatus:
+    OPEN = "open"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    ALL = (OPEN, CAPTURED, RELEASED, EXPIRED)
+
+
+class Hold(Base):
+    """A pending transfer reserving ``amount`` credits of a wallet. Ends exactly once:
+    captured (``captured`` ≤ amount, rest released), released or expired; ``close_key``
+    is the operation key that ended it."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("captured >= 0 AND captured <= amount", name="captured_within_amount"),
+        CheckConstraint("status IN ('open', 'captured', 'released', 'expired')", name="status_known"),
+        Index("ix_holds_open_expiry", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    op_key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("wallets.user_id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.OPEN)
+    captured: Mapped[int] = mapped_column(BigInteger, default=0)
+    close_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class JobStatus:
+    REQUESTED = "requested"
+    HELD = "held"
+    DISPATCHED = "dispatched"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    RUNNING = (DISPATCHED, IN_PROGRESS)
+    TERMINAL = (COMPLETED, FAILED, TIMED_OUT, LOST, CANCELLED, EXPIRED, REJECTED)
+
+
+class Job(Base):
+    """A GPU export job, its frozen quote and its receipt (RunPod timings in ms)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_updated", "status", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.REQUESTED)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Quote, frozen at request time so settlement never depends on a later rate card.
+    ratecard_version: Mapped[str] = mapped_column(String(32))
+    endpoint_id: Mapped[str] = mapped_column(String(64))
+    gpu: Mapped[str] = mapped_column(String(32))
+    estimated_gpu_seconds: Mapped[Decimal] = mapped_column(Numeric(14, 3))
+    hold_credits: Mapped[int] = mapped_column(BigInteger)
+    max_gpu_seconds: Mapped[int] = mapped_column(Integer)
+    credits_per_gpu_second: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    min_charge: Mapped[int] = mapped_column(BigInteger)
+    gpu_usd_per_second: Mapped[Decimal] = mapped_column(Numeric(12, 8))
+    # Lifecycle.
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"))
+    webhook_token: Mapped[str] = mapped_column(String(64), unique=True)
+    runpod_job_id: Mapped[str | None] = mapped_column(String(100))
+    runpod_status: Mapped[str | None] = mapped_column(String(16))
+    dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Receipt.
+    delay_ms: Mapped[int | None] = mapped_column(BigInteger)
+    execution_ms: Mapped[int | None] = mapped_column(BigInteger)
+    charge: Mapped[int | None] = mapped_column(BigInteger)
+    released: Mapped[int | None] = mapped_column(BigInteger)
+    runpod_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    output: Mapped[Any | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    held_at: Mapped[datetime | None] = mapped_column(DateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class EventStatus:
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event exactly as received (raw body), keyed by ``evt_`` id."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (Index("ix_stripe_events_status_received", "status", "received_at"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    livemode: Mapped[bool] = mapped_column(Boolean)
+    api_version: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=EventStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Topup(Base):
+    """A credit purchase through one Stripe Checkout Session (credited at most once)."""
+
+    __tablename__ = "topups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    pack: Mapped[str] = mapped_column(String(32))
+    credits: Mapped[int] = mapped_column(BigInteger)
+    amount_total: Mapped[int] = mapped_column(BigInteger)  # cents, from Stripe
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # open | credited
+    event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    credited_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,0 +1,131 @@
+"""Shared fixtures: the backend under test (embedded defaults or PostgreSQL + Redis), a
+migrated ledger database, and the whole service running as real processes.
+
+``GPUBILL_TEST_BACKEND=embedded`` (default): SQLite file + the embedded broker.
+``GPUBILL_TEST_BACKEND=postgres``: a fresh database on 127.0.0.1:5432 and Redis on
+127.0.0.1:6379. Under ``CI=true`` a missing PostgreSQL or Redis fails the run.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from gpubill.launcher import Stack
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.invariants import Violation, check
+from ledger.migrate import upgrade
+
+BACKEND = os.environ.get("GPUBILL_TEST_BACKEND", "embedded")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_ADMIN_URL = os.environ.get("GPUBILL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GPUBILL_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    database_url: str
+    broker_url: str | None  # None: the stack starts its embedded broker
+    data_dir: Path
+
+
+def _missing(what: str, err: Exception) -> None:
+    msg = f"{what} unavailable for the {BACKEND} backend: {err}"
+    if IN_CI:
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+def _postgres(data_dir: Path) -> Iterator[Backend]:
+    name = f"gpubill_test_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as err:
+        _missing("PostgreSQL", err)
+    db = redis.Redis.from_url(f"{REDIS_URL}/{secrets.randbelow(15) + 1}")
+    try:
+        db.flushdb()
+    except Exception as err:
+        _missing("Redis", err)
+    index = db.connection_pool.connection_kwargs["db"]
+    try:
+        yield Backend("postgres", PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
+                      f"{REDIS_URL}/{index}", data_dir)
+    finally:
+        db.flushdb()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    data_dir = tmp_path_factory.mktemp("gpubill")
+    if BACKEND == "postgres":
+        yield from _postgres(data_dir)
+    elif BACKEND == "embedded":
+        yield Backend("embedded", f"sqlite:///{data_dir / 'ledger.db'}", None, data_dir)
+    else:
+        raise pytest.UsageError(f"unknown GPUBILL_TEST_BACKEND {BACKEND!r}")
+
+
+@pytest.fixture(scope="session")
+def db_url(backend: Backend) -> str:
+    """The backend's database, migrated to head by Alembic (as production is)."""
+    upgrade(backend.database_url)
+    return backend.database_url
+
+
+@pytest.fixture(scope="session")
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def violations(factory: sessionmaker[Session]) -> list[Violation]:
+    with transaction(factory) as s:
+        return check(s)
+
+
+@pytest.fixture
+def invariants(sessions: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    """Call to assert every ledger invariant holds over the whole database."""
+
+    def assert_hold() -> None:
+        found = violations(sessions)
+        assert found == [], "\n".join(map(str, found))
+
+    return assert_hold
+
+
+@pytest.fixture(scope="session")
+def stack(backend: Backend, db_url: str) -> Iterator[Stack]:
+    """The whole service as real processes: receiver (gunicorn), Celery worker, beat,
+    RunPod stand-in, and the embedded broker unless the backend brings Redis."""
+    env = {
+        "GPUBILL_ENV": "test",
+        "GPUBILL_DATA_DIR": str(backend.data_dir / "stack"),
+        "GPUBILL_DATABASE_URL": db_url,
+        "GPUBILL_POLL_INTERVAL_S": "1",
+        "GPUBILL_SILENT_AFTER_S": "2",
+        "GPUBILL_OUTBOX_INTERVAL_S": "1",
+        "GPUBILL_OUTBOX_AFTER_S": "3",
+    }
+    if backend.broker_url:
+        env["GPUBILL_BROKER_URL"] = backend.broker_url
+    stack = Stack(env=env).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

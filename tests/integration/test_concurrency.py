@@ -1,0 +1,103 @@
+"""Concurrent workers never overdraw a wallet and never end a hold twice.
+
+Each thread has its own DB connection and starts at a barrier, so the conditional
+UPDATEs really race on the database (PostgreSQL row locks / SQLite's write lock).
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ledger import operations as ops
+from ledger.db import transaction
+from ledger.errors import HoldClosed, InsufficientFunds
+from ledger.models import Wallet, utcnow
+
+pytestmark = pytest.mark.integration
+N = 50
+
+
+def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    """Run fn(0..n-1) at once; each result or the exception it raised."""
+    barrier = threading.Barrier(n)
+
+    def one(i: int) -> Any:
+        barrier.wait()
+        try:
+            return fn(i)
+        except Exception as exc:  # collected and asserted by the caller
+            return exc
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_50_concurrent_holds_never_overdraw(sessions, invariants) -> None:
+    u = f"hot-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=u, amount=200, op_key=f"test:topup:{u}")
+
+    def place(i: int) -> ops.HoldOutcome:
+        with transaction(sessions) as s:
+            return ops.place_hold(s, user_id=u, amount=7, op_key=f"test:hold:{u}:{i}",
+                                  expires_at=utcnow() + timedelta(hours=1))
+
+    results = race(N, place)
+    held = [r for r in results if isinstance(r, ops.HoldOutcome)]
+    refused = [r for r in results if isinstance(r, InsufficientFunds)]
+    assert len(held) + len(refused) == N, [r for r in results if isinstance(r, Exception) and r not in refused]
+    assert len(held) == 200 // 7  # every credit that could be held was, none more
+    with transaction(sessions) as s:
+        w = s.get(Wallet, u)
+        assert (w.balance, w.held) == (200, 7 * len(held))
+        assert w.available >= 0
+    invariants()
+
+
+def test_same_key_holds_race_to_one_hold(sessions, invariants) -> None:
+    u = f"dup-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=u, amount=100, op_key=f"test:topup:{u}")
+
+    def place(_: int) -> ops.HoldOutcome:
+        with transaction(sessions) as s:
+            return ops.place_hold(s, user_id=u, amount=10, op_key=f"test:hold:{u}",
+                                  expires_at=utcnow() + timedelta(hours=1))
+
+    results = race(20, place)
+    assert all(isinstance(r, ops.HoldOutcome) for r in results), results
+    assert len({r.hold_id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    with transaction(sessions) as s:
+        assert s.get(Wallet, u).held == 10
+    invariants()
+
+
+def test_racing_captures_and_releases_end_the_hold_once(sessions, invariants) -> None:
+    u = f"end-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=u, amount=100, op_key=f"test:topup:{u}")
+        h = ops.place_hold(s, user_id=u, amount=40, op_key=f"test:hold:{u}",
+                           expires_at=utcnow() + timedelta(hours=1))
+
+    def end(i: int) -> ops.Settlement:
+        with transaction(sessions) as s:
+            if i % 2:
+                return ops.release(s, hold_id=h.hold_id, op_key=f"test:release:{u}:{i}")
+            return ops.capture(s, hold_id=h.hold_id, amount=30, op_key=f"test:capture:{u}:{i}")
+
+    results = race(N, end)
+    winners = [r for r in results if isinstance(r, ops.Settlement)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, HoldClosed) for r in results if r is not winners[0])
+    with transaction(sessions) as s:
+        w = s.get(Wallet, u)
+        assert w.held == 0
+        assert w.balance == (70 if winners[0].captured else 100)
+    invariants()

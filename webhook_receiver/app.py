@@ -1,0 +1,33 @@
+"""Flask app factory: ``create_app(settings=None)``.
+
+The receiver verifies, persists, enqueues and answers; it never imports task code.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from gpubill import queues
+from gpubill.settings import Settings, get_settings
+from ledger.db import make_engine, make_sessionmaker
+from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
+from webhook_receiver.services import Services
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the receiver. ``settings`` defaults to the environment (``GPUBILL_*``)."""
+    cfg = settings or get_settings()
+    if not cfg.broker_url:
+        raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
+    app = Flask(__name__)
+    app.config["GPUBILL"] = cfg
+    # Werkzeug refuses larger bodies with 413 before a view reads them.
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_request_bytes
+    app.json.sort_keys = False
+    app.extensions["gpubill"] = Services(
+        sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
+        producer=queues.producer(cfg.broker_url),
+    )
+    errors.register(app)
+    for module in (api, stripe_webhooks, runpod_webhooks, health):
+        app.register_blueprint(module.bp)
+    return app

@@ -1,0 +1,34 @@
+"""``POST /webhooks/runpod/{token}``: RunPod completion callbacks.
+
+RunPod does not sign webhooks; the per-job HMAC token in the URL authenticates it. The
+body is never trusted for money: a valid token only enqueues a ``/status`` re-fetch.
+Unknown token → 404 and nothing happens.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify
+from sqlalchemy import select
+
+from gpubill import queues
+from ledger.db import transaction
+from ledger.models import Job, JobStatus
+from webhook_receiver import services
+from webhook_receiver.errors import ApiError
+
+bp = Blueprint("runpod_webhooks", __name__)
+_TOKEN = re.compile(r"^[0-9a-f]{64}$")
+
+
+@bp.post("/webhooks/runpod/<token>")
+def receive(token: str):  # type: ignore[no-untyped-def]
+    if not _TOKEN.match(token):
+        raise ApiError(404, "not_found", "unknown webhook")
+    with transaction(services.sessions()) as s:
+        row = s.execute(select(Job.id, Job.status).where(Job.webhook_token == token)).one_or_none()
+    if row is None:
+        raise ApiError(404, "not_found", "unknown webhook")
+    if row.status in JobStatus.RUNNING:
+        services.publish(queues.REFRESH_STATUS, row.id)
+    return jsonify({"received": True}), 200

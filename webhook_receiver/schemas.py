@@ -1,0 +1,43 @@
+"""Request bodies of the ``/v1`` API (pydantic), and the 422 error they produce."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pricing import JobParams
+from webhook_receiver.errors import ApiError
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
+
+
+class JobRequest(BaseModel):
+    """``POST /v1/jobs``: ``{user_id, type, params: {duration_s, resolution, scale?}, input}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    type: Literal["framing", "overlay", "upscale", "track"]
+    params: JobParams
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+def _fields(err: ValidationError) -> list[dict[str, Any]]:
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in err.errors(include_url=False, include_input=False)]
+
+
+def parse_json(model: type[BaseModel]) -> Any:
+    """The request's JSON body validated as ``model``.
+
+    400 ``invalid_json`` for a body that is not a JSON object; 422 ``invalid_request``
+    with per-field errors otherwise.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise ApiError(422, "invalid_request", "request body is invalid", _fields(err)) from None

@@ -1,0 +1,33 @@
+"""The receiver's resources, kept on the Flask app (``app.extensions["gpubill"]``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import current_app
+from sqlalchemy.orm import Session, sessionmaker
+
+from gpubill import queues
+
+
+@dataclass
+class Services:
+    sessions: sessionmaker[Session]
+    producer: Celery
+
+
+def _services() -> Services:
+    return current_app.extensions["gpubill"]
+
+
+def sessions() -> sessionmaker[Session]:
+    return _services().sessions
+
+
+def publish(task_name: str, *args: str) -> bool:
+    """Enqueue by name; call only after the row it refers to is committed."""
+    return queues.enqueue(_services().producer, task_name, *args)
+
+
+def producer() -> Celery:
+    return _services().producer

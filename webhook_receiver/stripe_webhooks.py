@@ -1,0 +1,84 @@
+"""``POST /webhooks/stripe``: verify, store, enqueue, answer.
+
+The signature is checked on the raw body with the stripe SDK (``Stripe-Signature``,
+HMAC-SHA256, tolerance 300 s); timestamps far in the future are refused too, which the
+SDK does not check. The verified event is stored by ``evt_`` id and committed before its
+task is enqueued; a duplicate delivery answers 200 and changes nothing. Bad signature or
+payload → 400 (nothing stored); database down → 503 so Stripe retries (for 3 days).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import stripe
+from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gpubill import queues
+from ledger.db import transaction
+from ledger.inbox import store_stripe_event
+from ledger.models import EventStatus, StripeEvent
+from webhook_receiver import services
+from webhook_receiver.errors import ApiError
+
+bp = Blueprint("stripe_webhooks", __name__)
+
+
+class _EventData(BaseModel):
+    object: dict[str, Any]
+
+
+class StripeEnvelope(BaseModel):
+    """The fields of a Stripe ``event`` we rely on; all others are kept in the raw body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(pattern=r"^evt_[A-Za-z0-9_]{1,240}$")
+    type: str = Field(min_length=1, max_length=100)
+    livemode: bool
+    api_version: str | None = Field(default=None, max_length=32)
+    data: _EventData
+
+
+def _signed_at(header: str) -> int | None:
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit():
+            return int(value)
+    return None
+
+
+@bp.post("/webhooks/stripe")
+def receive():  # type: ignore[no-untyped-def]
+    cfg = current_app.config["GPUBILL"]
+    payload = request.get_data(cache=False)
+    header = request.headers.get("Stripe-Signature", "")
+    if not header:
+        raise ApiError(400, "missing_signature", "Stripe-Signature header is required")
+    try:
+        stripe.WebhookSignature.verify_header(
+            payload, header, cfg.stripe_webhook_secret.get_secret_value(), cfg.stripe_tolerance_s)
+    except stripe.SignatureVerificationError as err:
+        raise ApiError(400, "invalid_signature", str(err).split(".")[0]) from None
+    except ValueError:  # body is not UTF-8
+        raise ApiError(400, "invalid_payload", "body is not UTF-8 text") from None
+    signed_at = _signed_at(header)
+    if signed_at is None or signed_at > time.time() + cfg.stripe_tolerance_s:
+        raise ApiError(400, "invalid_signature", "signature timestamp is in the future")
+    try:
+        event = StripeEnvelope.model_validate(json.loads(payload))
+    except (ValueError, ValidationError):
+        raise ApiError(400, "invalid_payload", "body is not a Stripe event") from None
+
+    with transaction(services.sessions()) as s:
+        stored = store_stripe_event(s, event_id=event.id, type=event.type,
+                                    livemode=event.livemode, api_version=event.api_version,
+                                    payload=payload.decode())
+        pending = stored or s.get(StripeEvent, event.id).status == EventStatus.RECEIVED
+    if pending:
+        # A duplicate of a still-unprocessed event re-enqueues it: harmless (idempotent)
+        # and it heals a publish lost while the broker was down.
+        services.publish(queues.PROCESS_STRIPE_EVENT, event.id)
+    return jsonify({"received": True, "duplicate": not stored}), 200

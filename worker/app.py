@@ -1,0 +1,54 @@
+"""The Celery app: reliability settings of design.md "Delivery guarantees", queues, beat.
+
+- ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is redelivered,
+  never lost; every task is idempotent, so redelivery is safe.
+- ``worker_prefetch_multiplier=1``: a worker reserves one task at a time, so a crash
+  strands at most one message until the visibility timeout.
+- ``visibility_timeout`` (Redis) is far above the longest task + retry delay, so Redis
+  never redelivers a task that is still running.
+- Hard and soft time limits; explicit task names and queues; task events on for Flower.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from gpubill import queues
+from gpubill.settings import get_settings
+
+TASK_SOFT_LIMIT_S = 60
+TASK_HARD_LIMIT_S = 90
+VISIBILITY_TIMEOUT_S = 3600
+
+
+def make_celery() -> Celery:
+    cfg = get_settings()
+    if not cfg.broker_url:
+        raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
+    app = Celery("gpubill", broker=cfg.broker_url, include=[
+        "worker.tasks.stripe", "worker.tasks.jobs", "worker.tasks.gpu_status",
+        "worker.tasks.maintenance",
+    ])
+    app.conf.update(
+        task_serializer="json", accept_content=["json"],
+        task_ignore_result=True, result_backend=None,
+        task_acks_late=True, task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=TASK_SOFT_LIMIT_S, task_time_limit=TASK_HARD_LIMIT_S,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_connection_retry_on_startup=True,
+        task_queues=[Queue(q) for q in queues.QUEUES],
+        task_default_queue=queues.JOBS,
+        task_routes={name: {"queue": q} for name, q in queues.ROUTES.items()},
+        worker_send_task_events=True, task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "poll-silent-jobs": {"task": queues.POLL_SILENT, "schedule": cfg.poll_interval_s},
+            "sweep-outbox": {"task": queues.SWEEP_OUTBOX, "schedule": cfg.outbox_interval_s},
+        },
+        beat_schedule_filename=str(cfg.data_dir / "celerybeat-schedule"),
+    )
+    return app
+
+
+app = make_celery()

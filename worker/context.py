@@ -1,0 +1,56 @@
+"""Per-process resources of a worker: settings, DB sessions, gateways, the publisher.
+
+Created lazily in each process — after the prefork pool forks — because DB connections
+and HTTP sessions must not be shared across processes.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from gpubill import queues
+from gpubill.settings import Settings, get_settings
+from ledger.db import make_engine, make_sessionmaker
+from worker.runpod_gateway import RunPodGateway
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@lru_cache(maxsize=4)
+def _factory(pid: int) -> sessionmaker[Session]:
+    return make_sessionmaker(make_engine(settings().sqlalchemy_url))
+
+
+def sessions() -> sessionmaker[Session]:
+    """The session factory of this process (a new engine after a fork)."""
+    return _factory(os.getpid())
+
+
+@lru_cache(maxsize=4)
+def _gateway(pid: int) -> RunPodGateway:
+    cfg = settings()
+    return RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+
+
+def runpod() -> RunPodGateway:
+    return _gateway(os.getpid())
+
+
+@lru_cache(maxsize=4)
+def _publisher(pid: int) -> Celery:
+    return queues.producer(settings().broker_url)
+
+
+def publish(task_name: str, *args: str) -> bool:
+    """Enqueue by name after the caller's transaction committed (see ``gpubill.queues``)."""
+    return queues.enqueue(_publisher(os.getpid()), task_name, *args)
+
+
+def webhook_url(token: str) -> str:
+    """Where RunPod POSTs a job's completion: ``/webhooks/runpod/{token}`` on the receiver."""
+    return f"{settings().public_base_url.rstrip('/')}/webhooks/runpod/{token}"

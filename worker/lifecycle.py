@@ -1,0 +1,194 @@
+"""The job lifecycle (design.md "Job lifecycle"): hold → dispatch → track → capture or
+release. Service functions, one DB transaction each; the Celery tasks are thin adapters.
+
+State changes are compare-and-set on ``jobs.status`` under a row lock (``FOR UPDATE``
+on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), and money moves in the same transaction
+through one ledger call with the job's operation key, so a redelivered task or a
+webhook racing the poller finds the job already moved on and changes nothing.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger import operations as ops
+from ledger.db import transaction
+from ledger.errors import InsufficientFunds
+from ledger.models import Job, JobStatus, utcnow
+from pricing import Quote, card_by_version, charge, runpod_cost_usd
+
+log = logging.getLogger(__name__)
+
+# RunPod terminal statuses (RunPod /status `status`) → our job status on release.
+RELEASE_ON = {"FAILED": JobStatus.FAILED, "TIMED_OUT": JobStatus.TIMED_OUT,
+              "CANCELLED": JobStatus.CANCELLED}
+
+
+def hold_key(job_id: str) -> str:
+    return f"job:{job_id}:hold"
+
+
+def capture_key(job_id: str) -> str:
+    return f"job:{job_id}:capture"
+
+
+def release_key(job_id: str) -> str:
+    return f"job:{job_id}:release"
+
+
+def job_quote(job: Job) -> Quote:
+    """The quote frozen on the job when it was requested."""
+    return Quote(job_type=job.type, ratecard_version=job.ratecard_version,
+                 endpoint_id=job.endpoint_id, gpu=job.gpu,
+                 estimated_gpu_seconds=job.estimated_gpu_seconds, hold_credits=job.hold_credits,
+                 max_gpu_seconds=job.max_gpu_seconds,
+                 credits_per_gpu_second=job.credits_per_gpu_second, min_charge=job.min_charge,
+                 gpu_usd_per_second=job.gpu_usd_per_second)
+
+
+def _locked(s: Session, job_id: str) -> Job | None:
+    return s.get(Job, job_id, with_for_update=True, populate_existing=True)
+
+
+def _finish(job: Job, status: str, error: str | None = None) -> None:
+    job.status, job.finished_at, job.updated_at = status, utcnow(), utcnow()
+    if error:
+        job.error = error[:2000]
+
+
+def _release(s: Session, job: Job, status: str, error: str | None) -> None:
+    if job.hold_id is not None:
+        settled = ops.release(s, hold_id=job.hold_id, op_key=release_key(job.id))
+        job.charge, job.released = 0, settled.released
+    _finish(job, status, error)
+
+
+def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
+    """Hold the job's quoted maximum. True when the job is held (now or before) and so
+    should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
+    with transaction(factory) as s:
+        job = _locked(s, job_id)
+        if job is None:
+            log.warning("place_hold: no job %s", job_id)
+            return False
+        if job.status != JobStatus.REQUESTED:
+            return job.status == JobStatus.HELD
+        ttl = card_by_version(job.ratecard_version).hold_ttl_s
+        try:
+            hold = ops.place_hold(s, user_id=job.user_id, amount=job.hold_credits,
+                                  op_key=hold_key(job.id), job_id=job.id,
+                                  expires_at=utcnow() + timedelta(seconds=ttl))
+        except InsufficientFunds as refused:
+            _finish(job, JobStatus.REJECTED, f"insufficient funds: {refused}")
+            return False
+        job.status, job.hold_id, job.held_at, job.updated_at = (
+            JobStatus.HELD, hold.hold_id, utcnow(), utcnow())
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOrder:
+    """What the gateway needs to start a held job on RunPod."""
+
+    job_id: str
+    endpoint_id: str
+    job_input: dict[str, Any]
+    webhook_token: str
+    execution_timeout_ms: int
+    ttl_ms: int
+
+
+def dispatch_order(factory: sessionmaker[Session], job_id: str) -> DispatchOrder | None:
+    """The order for a ``held`` job (counting the attempt), or None if not held."""
+    with transaction(factory) as s:
+        job = _locked(s, job_id)
+        if job is None or job.status != JobStatus.HELD:
+            return None
+        job.dispatch_attempts += 1
+        job.updated_at = utcnow()  # the outbox sweeper waits a full period again
+        return DispatchOrder(job.id, job.endpoint_id, dict(job.input), job.webhook_token,
+                             job_quote(job).execution_timeout_ms,
+                             card_by_version(job.ratecard_version).dispatch_ttl_ms)
+
+
+def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
+    """held → dispatched with RunPod's id. False if the job left ``held`` meanwhile
+    (the caller then cancels the RunPod job so no GPU time runs unfunded)."""
+    with transaction(factory) as s:
+        now = utcnow()
+        moved = s.execute(
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.HELD)
+            .values(status=JobStatus.DISPATCHED, runpod_job_id=runpod_job_id,
+                    runpod_status="IN_QUEUE", dispatched_at=now, last_checked_at=now,
+                    updated_at=now)
+        ).rowcount
+        return moved == 1
+
+
+def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) -> None:
+    """A job RunPod never ran (dispatch refused or retries exhausted): release, ``failed``."""
+    with transaction(factory) as s:
+        job = _locked(s, job_id)
+        if job is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
+            _release(s, job, JobStatus.FAILED, reason)
+
+
+def tracked(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
+    """(endpoint_id, runpod_job_id) of a job RunPod is running, else None."""
+    with transaction(factory) as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status not in JobStatus.RUNNING or not job.runpod_job_id:
+            return None
+        return job.endpoint_id, job.runpod_job_id
+
+
+def apply_status(factory: sessionmaker[Session], job_id: str,
+                 status: dict[str, Any] | None) -> str | None:
+    """Apply a RunPod ``/status`` body (None = 404, RunPod forgot the job) to a running
+    job; returns the job's status after, or None if it was not running.
+
+    COMPLETED captures ``charge(quote, executionTime)`` and releases the rest;
+    FAILED / TIMED_OUT / CANCELLED / 404 release the whole hold. ``executionTime`` and
+    ``delayTime`` (RunPod, milliseconds) are recorded at the first terminal status.
+    """
+    with transaction(factory) as s:
+        job = _locked(s, job_id)
+        if job is None or job.status not in JobStatus.RUNNING:
+            return None
+        job.last_checked_at = job.updated_at = utcnow()
+        if status is None:
+            _release(s, job, JobStatus.LOST, "RunPod no longer knows this job (404)")
+            return job.status
+        state = str(status.get("status", ""))
+        job.runpod_status = state[:16]
+        if isinstance(status.get("delayTime"), int):
+            job.delay_ms = status["delayTime"]
+        if state == "IN_PROGRESS":
+            job.status = JobStatus.IN_PROGRESS
+        elif state == "COMPLETED" or state in RELEASE_ON:
+            _settle(s, job, state, status)
+        return job.status
+
+
+def _settle(s: Session, job: Job, state: str, status: dict[str, Any]) -> None:
+    execution_ms = status.get("executionTime")
+    if not isinstance(execution_ms, int) or execution_ms < 0:
+        # RunPod always reports it on a terminal status; without it bill the minimum.
+        log.warning("job %s: %s without executionTime", job.id, state)
+        execution_ms = 0
+    quote = job_quote(job)
+    job.execution_ms = execution_ms
+    # We pay RunPod for the GPU time whatever the outcome; the margin shows it.
+    job.runpod_cost_usd = runpod_cost_usd(quote, execution_ms)
+    if state == "COMPLETED":
+        settled = ops.capture(s, hold_id=job.hold_id, amount=charge(quote, execution_ms),
+                              op_key=capture_key(job.id), ref=job.id)
+        job.charge, job.released, job.output = settled.captured, settled.released, status.get("output")
+        _finish(job, JobStatus.COMPLETED)
+    else:
+        _release(s, job, RELEASE_ON[state], str(status.get("error") or state))

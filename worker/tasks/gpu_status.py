@@ -1,0 +1,28 @@
+"""RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle."""
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+
+from gpubill import queues
+from worker import context, lifecycle
+from worker.app import app
+from worker.runpod_gateway import RunPodRejected, RunPodTransient
+from worker.tasks import MAX_RETRIES, backoff
+
+
+@app.task(name=queues.REFRESH_STATUS, bind=True, max_retries=MAX_RETRIES)
+def refresh(self, job_id: str) -> str | None:
+    """Fetch RunPod ``/status`` for a running job and apply it (capture on COMPLETED,
+    release on FAILED / TIMED_OUT / CANCELLED / 404). The webhook body is never used
+    for money: this re-fetch is."""
+    try:
+        where = lifecycle.tracked(context.sessions(), job_id)
+        if where is None:
+            return None
+        status = context.runpod().status(*where)
+        return lifecycle.apply_status(context.sessions(), job_id, status)
+    except (RunPodTransient, OperationalError) as exc:
+        # Still running on RunPod's side; the beat poller picks it up if retries run out.
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+    except RunPodRejected:
+        return None  # e.g. a revoked key: the poller retries later, an operator is alerted
