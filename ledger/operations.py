@@ -63,7 +63,10 @@ def insert_ignore(session: Session, model: type, **values: object) -> int:
     """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns rows inserted."""
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return session.execute(ins(model).values(**values).on_conflict_do_nothing()).rowcount
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
+    stmt = ins(model).values(**values).on_conflict_do_nothing().returning(
+        *model.__table__.primary_key.columns)
+    return len(session.execute(stmt).all())
 
 
 def ensure_wallet(session: Session, user_id: str) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from pricing.ratecard import JobType, RateCard, card_in_force
 
@@ -29,6 +29,12 @@ class JobParams(BaseModel):
     duration_s: Decimal = Field(gt=0, le=10_800, max_digits=12, decimal_places=3)
     resolution: str = Field(default="1080p", max_length=16)
     scale: int | None = Field(default=None, ge=1, le=16)
+
+    @field_serializer("duration_s", when_used="json")
+    def _duration_as_number(self, v: Decimal) -> float:
+        # JSON consumers (RunPod workers, the app) expect a number; a clip length is
+        # not money, and the quote itself is frozen from the Decimal.
+        return float(v)
 
 
 class QuoteError(ValueError):

@@ -111,7 +111,9 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str) -> DispatchOrder
             return None
         job.dispatch_attempts += 1
         job.updated_at = utcnow()  # the outbox sweeper waits a full period again
-        return DispatchOrder(job.id, job.endpoint_id, dict(job.input), job.webhook_token,
+        # The GPU worker gets the app's input plus the job's type and priced parameters.
+        job_input = {**job.input, "job_type": job.type, **job.params}
+        return DispatchOrder(job.id, job.endpoint_id, job_input, job.webhook_token,
                              job_quote(job).execution_timeout_ms,
                              card_by_version(job.ratecard_version).dispatch_ttl_ms)
 

@@ -1,0 +1,401 @@
+"""In-memory RunPod serverless jobs: queueing, measured execution, cancel, expiry, webhooks.
+
+No HTTP here; ``app.py`` maps RunPod's REST API onto ``Engine``. Each job gets one
+daemon thread that waits out its queue delay, takes a worker slot of its endpoint,
+then "executes" by waiting on an event that cancel/shutdown can set early. Reported
+times are measured with ``time.monotonic`` — never the planned values — so callers see
+what RunPod would have billed for the wait they actually got.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .config import EmulatorConfig, EndpointProfile
+
+log = logging.getLogger(__name__)
+
+# RunPod /status `status` values that never change again.
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
+WEBHOOK_TIMEOUT_S = 5.0
+_POLL_S = 0.02  # how often a queued job re-checks cancel/ttl while waiting for a worker
+_OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook"}
+
+
+class UnknownEndpoint(LookupError):
+    """The endpoint id is not configured and ``allow_any_endpoint`` is off."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job will do, decided at submission from its input and endpoint profile.
+
+    ``execution_ms`` None means it never finishes on its own (``never_finish``).
+    """
+
+    execution_ms: float | None
+    delay_ms: float
+    error: str | None
+    output: Any
+    skip_webhook: bool = False  # a lost callback: only polling /status finds the result
+
+
+@dataclass(eq=False)
+class _Job:
+    id: str
+    endpoint_id: str
+    input: dict[str, Any]
+    webhook: str | None
+    execution_timeout_ms: int
+    ttl_ms: int
+    plan: Plan
+    submitted_at: float
+    status: str = "IN_QUEUE"
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    output: Any = None
+    error: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)  # cancel or shutdown
+
+    def forget_at(self, retention_s: float) -> float:
+        # RunPod: ttl bounds the job's whole life from submission; results of a finished
+        # job are kept for the retention period (docs "Send API requests").
+        ttl_end = self.submitted_at + self.ttl_ms / 1000
+        if self.finished_at is None:
+            return ttl_end
+        return min(ttl_end, self.finished_at + retention_s)
+
+
+def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
+             profile: EndpointProfile) -> Plan:
+    """Decide a job's execution from ``job_input`` (see ``EndpointProfile``) and its
+    optional ``"emulator"`` overrides. Raises ``ValueError`` on malformed overrides."""
+    overrides = job_input.get("emulator", {})
+    if not isinstance(overrides, dict):
+        raise ValueError("input.emulator must be an object")
+    unknown = sorted(set(overrides) - _OVERRIDES)
+    if unknown:
+        raise ValueError(f"input.emulator: unknown key(s) {', '.join(unknown)}")
+    for key in ("execution_ms", "delay_ms"):
+        if key in overrides and not (_is_number(overrides[key]) and overrides[key] >= 0):
+            raise ValueError(f"input.emulator.{key} must be a number >= 0")
+    if "fail" in overrides and not isinstance(overrides["fail"], str):
+        raise ValueError("input.emulator.fail must be a string (the error message)")
+
+    duration = job_input.get("duration_s")
+    execution_ms: float | None = profile.base_ms + (
+        profile.ms_per_clip_second * duration if _is_number(duration) else 0)
+    execution_ms = overrides.get("execution_ms", execution_ms)
+    if overrides.get("never_finish"):
+        execution_ms = None
+
+    error = overrides.get("fail")
+    if error is None and _unlucky(job_input, profile.fail_permille):
+        error = f"emulated worker failure (fail_permille={profile.fail_permille})"
+    default_output = {"output_url": f"s3://emulator/{endpoint_id}/{job_id}.mp4",
+                      "endpoint_id": endpoint_id}
+    return Plan(execution_ms=execution_ms,
+                delay_ms=overrides.get("delay_ms", profile.delay_ms),
+                error=error,
+                output=overrides["output"] if "output" in overrides else default_output,
+                skip_webhook=bool(overrides.get("skip_webhook", False)))
+
+
+class _Workers:
+    """One endpoint's worker slots: at most ``count`` jobs execute at once; jobs that are
+    ready to start take free slots in arrival order."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._free = list(range(count))
+        self._queue: deque[object] = deque()
+        self._cond = threading.Condition()
+
+    @property
+    def running(self) -> int:
+        return self.count - len(self._free)
+
+    def acquire(self, ticket: object, give_up: Callable[[], bool]) -> int | None:
+        """Block until a slot is free and ``ticket`` is first in line; the slot index, or
+        None once ``give_up()`` is true (polled, so cancel/ttl/shutdown need no wake-up)."""
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while not (self._free and self._queue[0] is ticket):
+                    if give_up():
+                        return None
+                    self._cond.wait(_POLL_S)
+                return self._free.pop(0)
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+
+    def release(self, slot: int) -> None:
+        with self._cond:
+            self._free.append(slot)
+            self._free.sort()
+            self._cond.notify_all()
+
+
+class Engine:
+    """The job store. Thread-safe; every public method purges expired jobs first."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._workers: dict[str, _Workers] = {}
+        self._finished: dict[str, dict[str, int]] = {}  # endpoint -> {"completed", "failed"}
+        self._threads: set[threading.Thread] = set()
+        self._closing = threading.Event()
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, endpoint_id: str, job_input: dict[str, Any], *, webhook: str | None = None,
+               execution_timeout_ms: int | None = None, ttl_ms: int | None = None
+               ) -> dict[str, Any]:
+        """Queue a job (RunPod ``POST /run``); returns ``{"id", "status": "IN_QUEUE"}``.
+
+        Timeouts in milliseconds, defaults from the config. Raises ``UnknownEndpoint``,
+        ``ValueError`` (bad ``emulator`` overrides), ``RuntimeError`` after shutdown.
+        """
+        profile = self.config.profile(endpoint_id)
+        if profile is None:
+            raise UnknownEndpoint(endpoint_id)
+        if self._closing.is_set():
+            raise RuntimeError("the RunPod stand-in is shutting down")
+        job_id = str(uuid.uuid4())
+        job = _Job(
+            id=job_id, endpoint_id=endpoint_id, input=job_input, webhook=webhook,
+            execution_timeout_ms=execution_timeout_ms or self.config.default_execution_timeout_ms,
+            ttl_ms=ttl_ms or self.config.default_ttl_ms,
+            plan=plan_job(endpoint_id, job_id, job_input, profile),
+            submitted_at=time.monotonic(),
+        )
+        with self._lock:
+            self._purge()
+            self._jobs[job_id] = job
+            if endpoint_id not in self._workers:
+                self._workers[endpoint_id] = _Workers(profile.workers)
+        self._spawn(self._execute, job, name=f"runpod-job-{job_id[:8]}")
+        return {"id": job_id, "status": "IN_QUEUE"}
+
+    def status(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
+        """RunPod ``GET /status`` body, or None when unknown/forgotten (→ 404).
+
+        Shape: ``{"id", "status", "delayTime"?, "executionTime"?, "workerId"?, "output"?,
+        "error"?}``; ``delayTime`` (submission → start) and ``executionTime`` (start →
+        terminal state) are measured integer milliseconds, present once known.
+        """
+        with self._lock:
+            job = self._find(endpoint_id, job_id)
+            return None if job is None else _body(job)
+
+    def cancel(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
+        """RunPod ``POST /cancel``: stops a queued/running job → ``{"id", "status":
+        "CANCELLED"}``; a finished job keeps (and reports) its status; None when unknown."""
+        with self._lock:
+            job = self._find(endpoint_id, job_id)
+            if job is None:
+                return None
+            hook = None
+            if job.status not in TERMINAL:
+                hook = self._terminate(job, "CANCELLED")
+                job.wake.set()
+            answer = {"id": job.id, "status": job.status}
+        self._send_webhook(hook)
+        return answer
+
+    def health(self, endpoint_id: str) -> dict[str, Any] | None:
+        """RunPod ``GET /health``: ``{"jobs": {"completed", "failed", "inProgress",
+        "inQueue", "retried"}, "workers": {"idle", "running"}}``; None when unknown.
+
+        ``completed``/``failed`` count since start (failed includes TIMED_OUT); the
+        others are current.
+        """
+        profile = self.config.profile(endpoint_id)
+        if profile is None:
+            return None
+        with self._lock:
+            self._purge()
+            live = [j.status for j in self._jobs.values() if j.endpoint_id == endpoint_id]
+            finished = self._finished.get(endpoint_id, {})
+            workers = self._workers.get(endpoint_id)
+            running = workers.running if workers else 0
+            total = workers.count if workers else profile.workers
+        return {
+            "jobs": {"completed": finished.get("completed", 0),
+                     "failed": finished.get("failed", 0),
+                     "inProgress": live.count("IN_PROGRESS"),
+                     "inQueue": live.count("IN_QUEUE"),
+                     "retried": 0},
+            "workers": {"idle": total - running, "running": running},
+        }
+
+    def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Stop every job and webhook thread (jobs stay in their current state); waits up
+        to ``timeout_s`` seconds in total. A webhook mid-request may outlive it (daemon)."""
+        self._closing.set()
+        with self._lock:
+            for job in self._jobs.values():
+                job.wake.set()
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------------ execution
+
+    def _execute(self, job: _Job) -> None:
+        plan = job.plan
+        ttl_end = job.submitted_at + job.ttl_ms / 1000
+        if job.wake.wait(plan.delay_ms / 1000):
+            return  # cancelled (already recorded) or shutting down
+        workers = self._workers[job.endpoint_id]
+        slot = workers.acquire(job, lambda: job.wake.is_set() or time.monotonic() >= ttl_end)
+        if slot is None:
+            return
+        try:
+            with self._lock:
+                if job.status != "IN_QUEUE" or self._jobs.get(job.id) is not job:
+                    return
+                job.status, job.started_at = "IN_PROGRESS", time.monotonic()
+                job.worker_id = f"emulator-{job.endpoint_id}-{slot}"
+                started = job.started_at
+            limits = {
+                "done": math.inf if plan.execution_ms is None else plan.execution_ms / 1000,
+                "TIMED_OUT": job.execution_timeout_ms / 1000,
+                "ttl": ttl_end - started,
+            }
+            first = min(limits, key=lambda k: limits[k])  # ties: finishing wins
+            if job.wake.wait(max(0.0, limits[first])):
+                return  # cancelled (already recorded) or shutting down
+            with self._lock:
+                if job.status != "IN_PROGRESS" or self._jobs.get(job.id) is not job:
+                    return
+                if first == "ttl":
+                    # RunPod deletes a job at its ttl whatever its state; no webhook.
+                    del self._jobs[job.id]
+                    return
+                if first == "TIMED_OUT":
+                    hook = self._terminate(job, "TIMED_OUT")
+                elif plan.error is not None:
+                    job.error = plan.error
+                    hook = self._terminate(job, "FAILED")
+                else:
+                    job.output = plan.output
+                    hook = self._terminate(job, "COMPLETED")
+        finally:
+            workers.release(slot)
+        self._send_webhook(hook)
+
+    def _terminate(self, job: _Job, status: str) -> tuple[str, dict[str, Any]] | None:
+        """Move ``job`` to a terminal ``status`` (caller holds the lock); returns the
+        webhook to send, if any."""
+        job.status, job.finished_at = status, time.monotonic()
+        counters = self._finished.setdefault(job.endpoint_id, {"completed": 0, "failed": 0})
+        if status == "COMPLETED":
+            counters["completed"] += 1
+        elif status in ("FAILED", "TIMED_OUT"):
+            counters["failed"] += 1
+        if not job.webhook or job.plan.skip_webhook:
+            return None
+        # RunPod posts the /status body to the webhook; the input rides along.
+        return job.webhook, {**_body(job), "input": job.input}
+
+    # ------------------------------------------------------------------ webhooks
+
+    def _send_webhook(self, hook: tuple[str, dict[str, Any]] | None) -> None:
+        if hook is not None and not self._closing.is_set():
+            self._spawn(self._deliver, *hook, name="runpod-webhook")
+
+    def _deliver(self, url: str, body: dict[str, Any]) -> None:
+        attempts = 1 + self.config.webhook_retries
+        for attempt in range(attempts):
+            if attempt and self._closing.wait(self.config.webhook_retry_delay_s):
+                return
+            try:
+                response = requests.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S)
+                if 200 <= response.status_code < 300:
+                    return
+                reason = f"HTTP {response.status_code}"
+            except Exception as exc:  # never let a receiver's failure reach the server
+                reason = f"{exc.__class__.__name__}: {exc}"
+            log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
+                        url, body.get("id"), attempt + 1, attempts, reason)
+
+    # ------------------------------------------------------------------ store helpers
+
+    def _spawn(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        def run() -> None:
+            try:
+                target(*args)
+            except Exception:
+                log.exception("%s crashed", name)
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _find(self, endpoint_id: str, job_id: str) -> _Job | None:
+        self._purge()
+        job = self._jobs.get(job_id)
+        return job if job is not None and job.endpoint_id == endpoint_id else None
+
+    def _purge(self) -> None:
+        # Lazy expiry on every access: no sweeper thread, and a read can never see a
+        # job past its retention or ttl.
+        now = time.monotonic()
+        retention = self.config.result_retention_s
+        for job_id in [i for i, j in self._jobs.items() if j.forget_at(retention) <= now]:
+            job = self._jobs.pop(job_id)
+            job.wake.set()  # a still-running job past its ttl stops now
+
+
+def _body(job: _Job) -> dict[str, Any]:
+    body: dict[str, Any] = {"id": job.id, "status": job.status}
+    if job.started_at is not None:
+        body["delayTime"] = _ms(job.started_at - job.submitted_at)
+    elif job.finished_at is not None:  # cancelled while queued: its whole life was delay
+        body["delayTime"] = _ms(job.finished_at - job.submitted_at)
+    if job.finished_at is not None:
+        body["executionTime"] = (_ms(job.finished_at - job.started_at)
+                                 if job.started_at is not None else 0)
+    if job.worker_id is not None:
+        body["workerId"] = job.worker_id
+    if job.status == "COMPLETED":
+        body["output"] = job.output
+    if job.error is not None:
+        body["error"] = job.error
+    return body
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _unlucky(job_input: dict[str, Any], fail_permille: int) -> bool:
+    if fail_permille <= 0:
+        return False
+    canonical = json.dumps(job_input, sort_keys=True, separators=(",", ":"))
+    return int(hashlib.sha256(canonical.encode()).hexdigest(), 16) % 1000 < fail_permille
