@@ -37,7 +37,9 @@ def up(emulator: bool) -> None:
     receiver, worker, beat and the RunPod stand-in."""
     from gpubill.launcher import Stack
 
-    stack = Stack(emulator=emulator).start()
+    cfg = get_settings()
+    stack = Stack(emulator=emulator, env={"GPUBILL_RECEIVER_PORT": str(cfg.receiver_port),
+                                          "GPUBILL_EMULATOR_PORT": str(cfg.emulator_port)}).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

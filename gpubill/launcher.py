@@ -30,6 +30,7 @@ EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runp
 @dataclass
 class Child:
     name: str
+    argv: list[str]
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
 
@@ -123,19 +124,27 @@ class Stack:
             self._spawn("beat", [py, "-m", "celery", "-A", "worker.app", "beat",
                                  "--loglevel", cfg.log_level])
         deadline = time.monotonic() + timeout_s
-        self._wait(deadline, "receiver", lambda: requests.get(f"{self.receiver_url}/healthz", timeout=1).ok)
-        if self.emulator:
-            self._wait(deadline, "runpod-emulator", lambda: requests.get(
-                f"{cfg.runpod_base_url}/probe/health", timeout=1,
-                headers={"Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}).ok)
-        self._wait(deadline, "worker", lambda: self._worker_ready(cfg))
+        for name in ("receiver", "runpod-emulator", "worker"):
+            if any(c.name == name for c in self.children):
+                self._wait(deadline, name)
+
+    def _ready(self, name: str) -> bool:
+        cfg = self.settings
+        if name == "receiver":
+            return requests.get(f"{self.receiver_url}/healthz", timeout=1).ok
+        if name == "runpod-emulator":
+            return requests.get(f"{cfg.runpod_base_url}/probe/health", timeout=1, headers={
+                "Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}).ok
+        if name == "worker":
+            return self._worker_ready(cfg)
+        return True
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
         env = {**os.environ, **self.env}
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        self.children.append(Child(name, proc, log))
+        self.children.append(Child(name, argv, proc, log))
 
     def _worker_ready(self, cfg: Settings) -> bool:
         app = queues.producer(cfg.broker_url)
@@ -144,13 +153,13 @@ class Stack:
         finally:
             app.close()
 
-    def _wait(self, deadline: float, name: str, probe) -> None:  # type: ignore[no-untyped-def]
+    def _wait(self, deadline: float, name: str) -> None:
         while True:
             dead = [c.name for c in self.children if not c.alive()]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited; see {self.log_dir}")
             try:
-                if probe():
+                if self._ready(name):
                     return
             except Exception:  # not up yet
                 pass
@@ -161,6 +170,15 @@ class Stack:
     # -- control -----------------------------------------------------------------------
     def child(self, name: str) -> Child:
         return next(c for c in self.children if c.name == name)
+
+    def restart(self, name: str, grace_s: float = 15) -> None:
+        """Stop child ``name`` and start it again with the same command (tests use this
+        to make the RunPod stand-in forget its jobs, as RunPod does after 30 min)."""
+        old = self.child(name)
+        old.stop(grace_s)
+        self.children.remove(old)
+        self._spawn(name, old.argv)
+        self._wait(time.monotonic() + 60, name)
 
     def stop(self, grace_s: float = 15) -> None:
         """Stop every child, newest first (beat and worker before the receiver and

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from gpubill import queues
 from ledger.db import transaction
+from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, Wallet
 from pricing import Quote, QuoteError, quote
 from webhook_receiver import services
@@ -98,14 +99,10 @@ def create_job():  # type: ignore[no-untyped-def]
         if q.hold_credits > available:
             raise ApiError(402, "insufficient_funds",
                            f"job needs a hold of {q.hold_credits} credits; {available} available")
-        s.add(Job(
-            id=job_id, user_id=req.user_id, type=req.type, status=JobStatus.REQUESTED,
-            params=req.params.model_dump(mode="json", exclude_none=True), input=req.input,
-            ratecard_version=q.ratecard_version, endpoint_id=q.endpoint_id, gpu=q.gpu,
-            estimated_gpu_seconds=q.estimated_gpu_seconds, hold_credits=q.hold_credits,
-            max_gpu_seconds=q.max_gpu_seconds, credits_per_gpu_second=q.credits_per_gpu_second,
-            min_charge=q.min_charge, gpu_usd_per_second=q.gpu_usd_per_second,
-            webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
+        s.add(new_job(
+            job_id=job_id, user_id=req.user_id, job_type=req.type,
+            params=req.params.model_dump(mode="json", exclude_none=True), job_input=req.input,
+            quote=q, webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
         ))
     services.publish(queues.PLACE_HOLD, job_id)  # after commit; the sweeper covers a failure
     return jsonify({"job_id": job_id, "status": JobStatus.REQUESTED, "quote": quote_body(q)}), 202

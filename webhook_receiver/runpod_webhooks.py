@@ -29,6 +29,6 @@ def receive(token: str):  # type: ignore[no-untyped-def]
         row = s.execute(select(Job.id, Job.status).where(Job.webhook_token == token)).one_or_none()
     if row is None:
         raise ApiError(404, "not_found", "unknown webhook")
-    if row.status in JobStatus.RUNNING:
+    if row.status == JobStatus.HELD or row.status in JobStatus.RUNNING:
         services.publish(queues.REFRESH_STATUS, row.id)
     return jsonify({"received": True}), 200

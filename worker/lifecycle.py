@@ -140,10 +140,20 @@ def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) ->
             _release(s, job, JobStatus.FAILED, reason)
 
 
+class NotDispatchedYet(Exception):
+    """RunPod called back before the dispatch recorded its job id (a very fast job)."""
+
+
 def tracked(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
-    """(endpoint_id, runpod_job_id) of a job RunPod is running, else None."""
+    """(endpoint_id, runpod_job_id) of a job RunPod is running, else None.
+
+    Raises ``NotDispatchedYet`` for a job still ``held``: its callback may have beaten
+    ``record_dispatch`` to the database, so the caller retries shortly.
+    """
     with transaction(factory) as s:
         job = s.get(Job, job_id)
+        if job is not None and job.status == JobStatus.HELD:
+            raise NotDispatchedYet(job_id)
         if job is None or job.status not in JobStatus.RUNNING or not job.runpod_job_id:
             return None
         return job.endpoint_id, job.runpod_job_id

@@ -21,6 +21,8 @@ def refresh(self, job_id: str) -> str | None:
             return None
         status = context.runpod().status(*where)
         return lifecycle.apply_status(context.sessions(), job_id, status)
+    except lifecycle.NotDispatchedYet as exc:
+        raise self.retry(exc=exc, countdown=1)
     except (RunPodTransient, OperationalError) as exc:
         # Still running on RunPod's side; the beat poller picks it up if retries run out.
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))

@@ -1,0 +1,45 @@
+"""Settings fail fast with a clear message; development defaults never reach production."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gpubill.settings import Settings
+
+PROD_SECRETS = {
+    "stripe_webhook_secret": "whsec_real", "runpod_api_key": "rpa_real",
+    "runpod_token_secret": "s3cret", "api_keys": "k1,k2",
+    "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
+}
+
+
+def test_production_refuses_development_secrets() -> None:
+    with pytest.raises(ValidationError, match="GPUBILL_STRIPE_WEBHOOK_SECRET"):
+        Settings(env="production", **{**PROD_SECRETS, "stripe_webhook_secret": "whsec_gpubill_dev_secret"})
+    with pytest.raises(ValidationError, match="GPUBILL_API_KEYS"):
+        Settings(env="production", **{**PROD_SECRETS, "api_keys": "gpubill_dev_api_key"})
+
+
+def test_production_needs_real_database_and_broker() -> None:
+    with pytest.raises(ValidationError, match="GPUBILL_DATABASE_URL"):
+        Settings(env="production", **{**PROD_SECRETS, "database_url": ""})
+
+
+def test_production_with_everything_set() -> None:
+    cfg = Settings(env="production", **PROD_SECRETS)
+    assert cfg.api_key_values() == ["k1", "k2"]
+    assert cfg.sqlalchemy_url == "postgresql://db/gpubill"
+
+
+def test_embedded_default_is_sqlite_under_the_data_dir(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("GPUBILL_DATABASE_URL", raising=False)
+    cfg = Settings(data_dir=tmp_path)
+    assert cfg.sqlalchemy_url == f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+def test_keys_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("GPUBILL_API_KEYS", " a , b,")
+    assert Settings().api_key_values() == ["a", "b"]
+    monkeypatch.setenv("GPUBILL_API_KEYS", "")
+    with pytest.raises(ValidationError, match="empty"):
+        Settings()
