@@ -7,6 +7,7 @@ the task layer: ``RunPodTransient`` (429, 5xx, 408, network) is retried with bac
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -33,6 +34,18 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(exc, RuntimeError):  # the SDK's answer to 401 / a missing key
         return RunPodRejected(str(exc))
     return exc
+
+
+def _unless_gone(call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The call's JSON body, or None when RunPod answers 404 (it forgot the job)."""
+    try:
+        return call()
+    except requests.HTTPError as exc:
+        if exc.response is not None and exc.response.status_code == 404:
+            return None
+        raise _classify(exc) from exc
+    except Exception as exc:
+        raise _classify(exc) from exc
 
 
 class RunPodGateway:
@@ -74,22 +87,8 @@ class RunPodGateway:
         past its ttl). Body fields used: ``status``, ``executionTime`` and ``delayTime``
         (milliseconds), ``output``, ``error``. Raises ``RunPodTransient``, ``RunPodRejected``.
         """
-        try:
-            return self._client.get(f"{endpoint_id}/status/{runpod_job_id}")
-        except requests.HTTPError as exc:
-            if exc.response is not None and exc.response.status_code == 404:
-                return None
-            raise _classify(exc) from exc
-        except Exception as exc:
-            raise _classify(exc) from exc
+        return _unless_gone(lambda: self._client.get(f"{endpoint_id}/status/{runpod_job_id}"))
 
     def cancel(self, endpoint_id: str, runpod_job_id: str) -> dict[str, Any] | None:
         """``POST /v2/{endpoint_id}/cancel/{id}``; None if RunPod no longer knows it."""
-        try:
-            return self._client.post(f"{endpoint_id}/cancel/{runpod_job_id}", data=None)
-        except requests.HTTPError as exc:
-            if exc.response is not None and exc.response.status_code == 404:
-                return None
-            raise _classify(exc) from exc
-        except Exception as exc:
-            raise _classify(exc) from exc
+        return _unless_gone(lambda: self._client.post(f"{endpoint_id}/cancel/{runpod_job_id}", data=None))

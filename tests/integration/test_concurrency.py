@@ -38,10 +38,15 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
         return list(pool.map(one, range(n)))
 
 
-def test_50_concurrent_holds_never_overdraw(sessions, invariants) -> None:
-    u = f"hot-{secrets.token_hex(4)}"
+def funded(sessions, prefix: str, credits: int) -> str:
+    u = f"{prefix}-{secrets.token_hex(4)}"
     with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=200, op_key=f"test:topup:{u}")
+        ops.credit_topup(s, user_id=u, amount=credits, op_key=f"test:topup:{u}")
+    return u
+
+
+def test_50_concurrent_holds_never_overdraw(sessions, invariants) -> None:
+    u = funded(sessions, "hot", 200)
 
     def place(i: int) -> ops.HoldOutcome:
         with transaction(sessions) as s:
@@ -61,9 +66,7 @@ def test_50_concurrent_holds_never_overdraw(sessions, invariants) -> None:
 
 
 def test_same_key_holds_race_to_one_hold(sessions, invariants) -> None:
-    u = f"dup-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=100, op_key=f"test:topup:{u}")
+    u = funded(sessions, "dup", 100)
 
     def place(_: int) -> ops.HoldOutcome:
         with transaction(sessions) as s:
@@ -80,9 +83,8 @@ def test_same_key_holds_race_to_one_hold(sessions, invariants) -> None:
 
 
 def test_racing_captures_and_releases_end_the_hold_once(sessions, invariants) -> None:
-    u = f"end-{secrets.token_hex(4)}"
+    u = funded(sessions, "end", 100)
     with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=100, op_key=f"test:topup:{u}")
         h = ops.place_hold(s, user_id=u, amount=40, op_key=f"test:hold:{u}",
                            expires_at=utcnow() + timedelta(hours=1))
 

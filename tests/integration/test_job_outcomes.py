@@ -99,3 +99,16 @@ def test_runpod_webhook_body_is_never_trusted_for_money(api, stack, invariants) 
     assert api.job(job["job_id"])["charge"] == job["charge"]
     assert api.wallet(user)["balance"] == 500 - job["charge"]
     invariants()
+
+
+def test_dispatch_refused_by_runpod_fails_the_job_and_releases(api, invariants) -> None:
+    """A 4xx from RunPod /run never succeeds on retry: the hold is released at once and
+    the job ends ``failed`` with RunPod's reason."""
+    user = funded(api)
+    r = api.submit(user, "framing", 30, {"emulator": {"no_such_override": 1}})  # stand-in answers 400
+    job = api.wait_job(r.json()["job_id"], TERMINAL)
+    assert (job["status"], job["charge"], job["released"]) == ("failed", 0, job["quote"]["hold"])
+    assert "RunPod refused dispatch" in job["error"] and "400" in job["error"]
+    assert job["runpod"]["job_id"] is None
+    assert api.wallet(user) == {"user_id": user, "balance": 500, "held": 0, "available": 500, "status": "active"}
+    invariants()
