@@ -30,3 +30,8 @@ test-postgres: $(STAMP)
 
 clean:
 	rm -rf var .pytest_cache
+
+## Ledger throughput on SQLite and on PostgreSQL (prints figures).
+bench: $(STAMP)
+	$(PY) benchmarks/ledger_cycles.py --seconds 10
+	$(PY) benchmarks/ledger_cycles.py --postgres --seconds 10

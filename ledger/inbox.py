@@ -16,4 +16,4 @@ def store_stripe_event(session: Session, *, event_id: str, type: str, livemode: 
     """
     return insert_ignore(session, StripeEvent, id=event_id, type=type, livemode=livemode,
                          api_version=api_version, payload=payload, status=EventStatus.RECEIVED,
-                         attempts=0, received_at=utcnow()) == 1
+                         attempts=0, received_at=utcnow()) is not None

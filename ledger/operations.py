@@ -7,15 +7,17 @@ outcome with ``replayed=True``; the same key with a different amount raises
 ``IdempotencyConflict``. Amounts are int credits.
 
 Concurrency: no read-then-write of balances in Python. ``place_hold`` is one conditional
-``UPDATE … WHERE balance - held >= amount``; hold endings are compare-and-set on
-``status = 'open'``, so of two racing captures/releases exactly one applies. A unique
-operation key claimed by a concurrent transaction surfaces as ``IntegrityError`` inside a
-SAVEPOINT, which is rolled back and answered as a replay.
+``UPDATE … WHERE balance - held >= amount``; hold endings are compare-and-set
+(``UPDATE … WHERE status = 'open' RETURNING``), so of two racing captures/releases
+exactly one applies. Unique operation keys decide replays: a key already taken —
+by an earlier call or a concurrent twin that committed first — is answered from the
+row that holds it. The common path is 2 statements for a hold and 4 for a capture.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -59,14 +61,15 @@ class Settlement:
     replayed: bool
 
 
-def insert_ignore(session: Session, model: type, **values: object) -> int:
-    """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns rows inserted."""
+def insert_ignore(session: Session, model: type, **values: object) -> Any | None:
+    """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns the new
+    row's primary key, or None when a conflicting row already exists."""
     dialect = session.get_bind().dialect.name
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
     stmt = ins(model).values(**values).on_conflict_do_nothing().returning(
         *model.__table__.primary_key.columns)
-    return len(session.execute(stmt).all())
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def ensure_wallet(session: Session, user_id: str) -> None:
@@ -158,32 +161,27 @@ def place_hold(session: Session, *, user_id: str, amount: int, op_key: str,
     """
     if amount <= 0:
         raise ValueError("hold amount must be positive")
+    reserved = session.execute(
+        update(Wallet)
+        .where(Wallet.user_id == user_id, Wallet.status == "active",
+               Wallet.balance - Wallet.held >= amount)
+        .values(held=Wallet.held + amount, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if reserved == 1:
+        hold_id = insert_ignore(session, Hold, op_key=op_key, user_id=user_id, amount=amount,
+                                status=HoldStatus.OPEN, captured=0, job_id=job_id,
+                                expires_at=expires_at, created_at=utcnow())
+        if hold_id is not None:
+            return HoldOutcome(hold_id, amount, expires_at, replayed=False)
+        # The key is taken (a replay, or a twin that committed first): undo our
+        # reservation inside this same transaction, then answer as a replay.
+        session.execute(update(Wallet).where(Wallet.user_id == user_id)
+                        .values(held=Wallet.held - amount)
+                        .execution_options(synchronize_session=False))
     if (hold := _hold_by_key(session, op_key)) is not None:
         return _hold_replay(hold, user_id, amount)
-    try:
-        with session.begin_nested():
-            # Claim the key first: a racing duplicate fails here, before touching money.
-            hold_id = session.execute(
-                insert(Hold).values(op_key=op_key, user_id=user_id, amount=amount,
-                                    status=HoldStatus.OPEN, captured=0, job_id=job_id,
-                                    expires_at=expires_at, created_at=utcnow())
-                .returning(Hold.id)
-            ).scalar_one()
-            reserved = session.execute(
-                update(Wallet)
-                .where(Wallet.user_id == user_id, Wallet.status == "active",
-                       Wallet.balance - Wallet.held >= amount)
-                .values(held=Wallet.held + amount, updated_at=utcnow())
-            ).rowcount
-            if reserved != 1:
-                raise InsufficientFunds(f"wallet {user_id} cannot hold {amount} credits")
-    except IntegrityError:
-        hold = _hold_by_key(session, op_key)
-        if hold is None:
-            # No wallet row: the hold's foreign key failed. Nothing to hold against.
-            raise InsufficientFunds(f"wallet {user_id} has no credits") from None
-        return _hold_replay(hold, user_id, amount)
-    return HoldOutcome(hold_id, amount, expires_at, replayed=False)
+    raise InsufficientFunds(f"wallet {user_id} cannot hold {amount} credits")
 
 
 def _load_hold(session: Session, hold_id: int) -> Hold:
@@ -193,16 +191,16 @@ def _load_hold(session: Session, hold_id: int) -> Hold:
     return hold
 
 
-def _end(session: Session, hold_id: int, op_key: str, **values: object) -> Hold:
-    """Compare-and-set the hold from open to its end; raise if someone else ended it."""
-    ended = session.execute(
-        update(Hold).where(Hold.id == hold_id, Hold.status == HoldStatus.OPEN)
+def _end(session: Session, hold_id: int, op_key: str, *conditions: Any,
+         **values: object) -> tuple[str, int] | None:
+    """Compare-and-set the hold from open to its end: (user_id, amount) of the hold, or
+    None if it was not open (or ``conditions`` failed)."""
+    return session.execute(
+        update(Hold).where(Hold.id == hold_id, Hold.status == HoldStatus.OPEN, *conditions)
         .values(close_key=op_key, closed_at=utcnow(), **values)
-    ).rowcount
-    hold = _load_hold(session, hold_id)
-    if ended != 1:
-        raise HoldClosed(hold_id, hold.status, hold.close_key)
-    return hold
+        .returning(Hold.user_id, Hold.amount)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
 
 
 def _settlement(hold: Hold, replayed: bool) -> Settlement:
@@ -218,30 +216,29 @@ def capture(session: Session, *, hold_id: int, amount: int, op_key: str,
     released/expired/captured under another key), ``IdempotencyConflict``,
     ``UnknownHold``, ``ValueError``.
     """
-    if (prior := _prior(session, op_key)) is not None:
-        _replay(prior, amount, None)
-        return _settlement(_load_hold(session, hold_id), replayed=True)
-    hold = _load_hold(session, hold_id)
-    if not 0 < amount <= hold.amount:
-        raise ValueError(f"capture of {amount} outside (0, {hold.amount}]")
+    if amount <= 0:
+        raise ValueError(f"capture of {amount} must be positive")
+    ended = _end(session, hold_id, op_key, Hold.amount >= amount,
+                 status=HoldStatus.CAPTURED, captured=amount)
+    if ended is None:
+        hold = _load_hold(session, hold_id)
+        if hold.status == HoldStatus.OPEN:
+            raise ValueError(f"capture of {amount} exceeds hold {hold_id} of {hold.amount}")
+        if hold.close_key == op_key and hold.status == HoldStatus.CAPTURED:
+            if hold.captured != amount:
+                raise IdempotencyConflict(f"hold {hold_id} captured {hold.captured}, replayed {amount}")
+            return _settlement(hold, replayed=True)
+        raise HoldClosed(hold_id, hold.status, hold.close_key)
+    user_id, held = ended
+    session.execute(update(Wallet).where(Wallet.user_id == user_id).values(
+        balance=Wallet.balance - amount, held=Wallet.held - held, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
     try:
-        hold = _end(session, hold_id, op_key, status=HoldStatus.CAPTURED, captured=amount)
-    except HoldClosed as closed:
-        if closed.close_key == op_key and closed.status == HoldStatus.CAPTURED:
-            return _replay_settlement(session, hold_id, amount)
-        raise
-    session.execute(update(Wallet).where(Wallet.user_id == hold.user_id).values(
-        balance=Wallet.balance - amount, held=Wallet.held - hold.amount, updated_at=utcnow()))
-    _post(session, op_key=op_key, kind="capture", amount=amount, user_id=hold.user_id, ref=ref,
-          legs=[(wallet_account(hold.user_id), -amount), (REVENUE_GPU, amount)])
-    return _settlement(hold, replayed=False)
-
-
-def _replay_settlement(session: Session, hold_id: int, amount: int) -> Settlement:
-    hold = _load_hold(session, hold_id)
-    if hold.captured != amount:
-        raise IdempotencyConflict(f"hold {hold_id} captured {hold.captured}, replayed {amount}")
-    return _settlement(hold, replayed=True)
+        _post(session, op_key=op_key, kind="capture", amount=amount, user_id=user_id, ref=ref,
+              legs=[(wallet_account(user_id), -amount), (REVENUE_GPU, amount)])
+    except IntegrityError as taken:  # the key already names another transaction
+        raise IdempotencyConflict(f"operation key {op_key} is already used") from taken
+    return Settlement(hold_id, HoldStatus.CAPTURED, amount, held - amount, replayed=False)
 
 
 def release(session: Session, *, hold_id: int, op_key: str, expired: bool = False) -> Settlement:
@@ -251,12 +248,14 @@ def release(session: Session, *, hold_id: int, op_key: str, expired: bool = Fals
     ``op_key`` is e.g. ``job:{id}:release``. Raises ``HoldClosed``, ``UnknownHold``.
     """
     status = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
-    try:
-        hold = _end(session, hold_id, op_key, status=status)
-    except HoldClosed as closed:
-        if closed.close_key == op_key:
-            return _settlement(_load_hold(session, hold_id), replayed=True)
-        raise
-    session.execute(update(Wallet).where(Wallet.user_id == hold.user_id).values(
-        held=Wallet.held - hold.amount, updated_at=utcnow()))
-    return _settlement(hold, replayed=False)
+    ended = _end(session, hold_id, op_key, status=status)
+    if ended is None:
+        hold = _load_hold(session, hold_id)
+        if hold.close_key == op_key:
+            return _settlement(hold, replayed=True)
+        raise HoldClosed(hold_id, hold.status, hold.close_key)
+    user_id, held = ended
+    session.execute(update(Wallet).where(Wallet.user_id == user_id).values(
+        held=Wallet.held - held, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return Settlement(hold_id, status, 0, held, replayed=False)
