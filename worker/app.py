@@ -41,7 +41,6 @@ def make_celery() -> Celery:
         task_default_queue=queues.JOBS,
         task_routes={name: {"queue": q} for name, q in queues.ROUTES.items()},
         worker_send_task_events=True, task_send_sent_event=True,
-        worker_hijack_root_logger=False,
         beat_schedule={
             "poll-silent-jobs": {"task": queues.POLL_SILENT, "schedule": cfg.poll_interval_s},
             "sweep-outbox": {"task": queues.SWEEP_OUTBOX, "schedule": cfg.outbox_interval_s},
