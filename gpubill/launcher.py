@@ -112,7 +112,7 @@ class Stack:
                                             "--config", str(EMULATOR_PROFILES)])
         self._spawn("receiver", [py, "-m", "gunicorn", "--workers", "2", "--threads", "4",
                                  "--worker-class", "gthread", "--graceful-timeout", "10",
-                                 "--bind", f"127.0.0.1:{cfg.receiver_port}",
+                                 "--bind", f"{cfg.receiver_host}:{cfg.receiver_port}",
                                  "webhook_receiver:create_app()"])
         self._spawn("worker", [py, "-m", "celery", "-A", "worker.app", "worker",
                                "--queues", ",".join(queues.QUEUES),
