@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from emulators.stripe import events as stripe_events
 from gpubill.launcher import Stack
 from ledger.db import transaction
-from ledger.models import Job, StripeEvent, Wallet
+from ledger.models import StripeEvent
 from pricing import load_packs
 
 
@@ -63,16 +63,6 @@ class Api:
     def wait_job(self, job_id: str, statuses: tuple[str, ...], timeout_s: float = 40) -> dict[str, Any]:
         return wait_for(lambda: (j := self.job(job_id))["status"] in statuses and j, timeout_s,
                         f"job {job_id} to reach {statuses}")
-
-
-def db_wallet(sessions: sessionmaker[Session], user_id: str) -> Wallet | None:
-    with transaction(sessions) as s:
-        return s.get(Wallet, user_id)
-
-
-def db_job(sessions: sessionmaker[Session], job_id: str) -> Job | None:
-    with transaction(sessions) as s:
-        return s.get(Job, job_id)
 
 
 def db_event(sessions: sessionmaker[Session], event_id: str) -> StripeEvent | None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, JobStatus, LedgerTransaction, Topup
 from pricing import load_packs
-from tests.helpers import Api, db_event, db_job, wait_for
+from tests.helpers import Api, db_event, wait_for
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)
