@@ -54,8 +54,11 @@ class Client:
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {cfg.api_key_values()[0]}"
 
-    def stripe_event(self, body: dict[str, Any]) -> requests.Response:
-        payload, headers = stripe_events.signed(body, self.cfg.stripe_webhook_secret.get_secret_value())
+    def stripe_event(self, body: dict[str, Any], secret: str | None = None,
+                     timestamp: int | None = None) -> requests.Response:
+        """POST ``body`` signed as Stripe does (by default with the configured secret)."""
+        secret = secret or self.cfg.stripe_webhook_secret.get_secret_value()
+        payload, headers = stripe_events.signed(body, secret, timestamp)
         return requests.post(f"{self.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
 
     def submit(self, user_id: str, job_type: str, params: dict[str, Any],

@@ -9,6 +9,7 @@ import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from emulators.stripe import events as stripe_events
+from gpubill.demo import Client
 from gpubill.launcher import Stack
 from ledger.db import transaction
 from ledger.models import StripeEvent
@@ -26,19 +27,16 @@ def wait_for(probe: Callable[[], Any], timeout_s: float = 30, what: str = "condi
         time.sleep(0.1)
 
 
-class Api:
-    """The app's and Stripe's view of the receiver, over real HTTP."""
+class Api(Client):
+    """The demo's client (the app's and Stripe's view of the receiver, over real HTTP)
+    with test conveniences."""
 
     def __init__(self, stack: Stack) -> None:
-        self.stack, self.base = stack, stack.receiver_url
-        cfg = stack.settings
-        self.secret = cfg.stripe_webhook_secret.get_secret_value()
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {cfg.api_key_values()[0]}"
+        super().__init__(stack.receiver_url, stack.settings)
+        self.stack = stack
+        self.secret = self.cfg.stripe_webhook_secret.get_secret_value()
 
-    def post_event(self, body: dict[str, Any], **sign: Any) -> requests.Response:
-        payload, headers = stripe_events.signed(body, sign.pop("secret", self.secret), **sign)
-        return requests.post(f"{self.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
+    post_event = Client.stripe_event
 
     def topup(self, user_id: str, pack: str = "small") -> dict[str, Any]:
         p = load_packs()[pack]
@@ -47,18 +45,11 @@ class Api:
         assert self.post_event(event).status_code == 200
         return event
 
-    def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,
+    def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,  # type: ignore[override]
                job_input: dict[str, Any] | None = None, **params: Any) -> requests.Response:
-        body = {"user_id": user_id, "type": job_type,
-                "params": {"duration_s": duration_s, "resolution": "1080p", **params},
-                "input": job_input or {}}
-        return self.http.post(f"{self.base}/v1/jobs", json=body, timeout=10)
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self.http.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json()
-
-    def wallet(self, user_id: str) -> dict[str, Any]:
-        return self.http.get(f"{self.base}/v1/wallets/{user_id}", timeout=10).json()
+        return super().submit(user_id, job_type,
+                              {"duration_s": duration_s, "resolution": "1080p", **params},
+                              job_input or {})
 
     def wait_job(self, job_id: str, statuses: tuple[str, ...], timeout_s: float = 40) -> dict[str, Any]:
         return wait_for(lambda: (j := self.job(job_id))["status"] in statuses and j, timeout_s,

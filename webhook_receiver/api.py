@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from gpubill import queues
 from ledger.db import transaction
-from ledger.jobs import new_job
+from ledger.jobs import job_quote, new_job
 from ledger.models import Job, JobStatus, Wallet
 from pricing import Quote, QuoteError, quote
 from webhook_receiver import services
@@ -52,12 +52,7 @@ def job_body(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.id, "user_id": job.user_id, "type": job.type, "status": job.status,
         "params": job.params,
-        "quote": {
-            "estimated_gpu_seconds": str(job.estimated_gpu_seconds), "hold": job.hold_credits,
-            "max_gpu_seconds": job.max_gpu_seconds,
-            "price_per_gpu_second": str(job.credits_per_gpu_second),
-            "min_charge": job.min_charge, "ratecard_version": job.ratecard_version,
-        },
+        "quote": quote_body(job_quote(job)),
         "hold": job.hold_credits if job.hold_id is not None else 0,
         "runpod": {"job_id": job.runpod_job_id, "status": job.runpod_status,
                    "delay_ms": job.delay_ms, "execution_ms": job.execution_ms},

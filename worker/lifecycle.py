@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
 from ledger.db import transaction
+from ledger.jobs import job_quote
 from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
-from pricing import Quote, card_by_version, charge, runpod_cost_usd
+from pricing import card_by_version, charge, runpod_cost_usd
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,6 @@ def capture_key(job_id: str) -> str:
 
 def release_key(job_id: str) -> str:
     return f"job:{job_id}:release"
-
-
-def job_quote(job: Job) -> Quote:
-    """The quote frozen on the job when it was requested."""
-    return Quote(job_type=job.type, ratecard_version=job.ratecard_version,
-                 endpoint_id=job.endpoint_id, gpu=job.gpu,
-                 estimated_gpu_seconds=job.estimated_gpu_seconds, hold_credits=job.hold_credits,
-                 max_gpu_seconds=job.max_gpu_seconds,
-                 credits_per_gpu_second=job.credits_per_gpu_second, min_charge=job.min_charge,
-                 gpu_usd_per_second=job.gpu_usd_per_second)
 
 
 def _locked(s: Session, job_id: str) -> Job | None:
