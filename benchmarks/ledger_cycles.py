@@ -1,5 +1,7 @@
-"""Ledger throughput: hold + capture cycles per second, as the worker runs them (one DB
-transaction per operation), over many wallets and on one hot wallet.
+"""Ledger throughput: hold + capture cycles per second over many wallets and on one hot
+wallet, from worker processes with one connection each — first as the worker runs them
+(one DB transaction per operation), then batched (``ledger.batch``: many operations per
+transaction and round trip).
 
     .venv/bin/python benchmarks/ledger_cycles.py                      # SQLite (embedded)
     .venv/bin/python benchmarks/ledger_cycles.py --postgres           # 127.0.0.1:5432
@@ -13,12 +15,13 @@ import os
 import platform
 import secrets
 import tempfile
-import threading
+import multiprocessing as mp
 import time
 from datetime import timedelta
 
 from sqlalchemy import create_engine, func, select, text
 
+from ledger import batch
 from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
@@ -43,42 +46,62 @@ def fresh_database(postgres: bool) -> tuple[str, callable]:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def run(url: str, wallets: int, threads: int, seconds: float, label: str) -> None:
-    factory = make_sessionmaker(make_engine(url, pool_size=threads, max_overflow=0)
+def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batch_size: int,
+            ready: "mp.synchronize.Barrier", out: "mp.Queue[float]") -> None:
+    """One worker process with its own connection, like a Celery prefork child; puts
+    its cycles per second on ``out``."""
+    factory = make_sessionmaker(make_engine(url, pool_size=1, max_overflow=0)
                                 if not url.startswith("sqlite") else make_engine(url))
+    with factory() as s:  # connect before the clock starts
+        s.connection()
+    i, wallets = 0, len(users)
+    ready.wait()
+    started = time.monotonic()
+    stop = started + seconds
+    expires = utcnow() + timedelta(hours=1)
+    while time.monotonic() < stop:
+        if batch_size == 1:  # the service's path: one operation per transaction
+            u = users[(t * 7919 + i) % wallets]
+            key = f"bench:{label}:1:{t}:{i}"
+            with transaction(factory) as s:
+                h = ops.place_hold(s, user_id=u, amount=10, op_key=key + ":hold", expires_at=expires)
+            with transaction(factory) as s:
+                ops.capture(s, hold_id=h.hold_id, amount=7, op_key=key + ":capture")
+            i += 1
+            continue
+        holds = [batch.HoldRequest(users[(t * 7919 + i + j) % wallets], 10,
+                                   f"bench:{label}:{batch_size}:{t}:{i + j}:hold", expires) for j in range(batch_size)]
+        with transaction(factory) as s:
+            placed = batch.place_holds(s, holds)
+        with transaction(factory) as s:
+            settled = batch.capture_many(s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
+                                             for j, h in enumerate(placed)])
+        assert all(isinstance(x, ops.Settlement) for x in settled), settled[:3]
+        i += batch_size
+    out.put(i / (time.monotonic() - started))
+
+
+def run(url: str, wallets: int, workers: int, seconds: float, label: str, batch_size: int = 1) -> None:
+    factory = make_sessionmaker(make_engine(url))
     users = [f"{label}-{i}" for i in range(wallets)]
     with transaction(factory) as s:
         for u in users:
             ops.credit_topup(s, user_id=u, amount=10**9, op_key=f"bench:topup:{label}:{u}")
-    done = [0] * threads
-    stop = time.monotonic() + seconds
-
-    def work(t: int) -> None:
-        i = 0
-        while time.monotonic() < stop:
-            u = users[(t * 7919 + i) % wallets]
-            key = f"bench:{label}:{t}:{i}"
-            with transaction(factory) as s:
-                h = ops.place_hold(s, user_id=u, amount=10, op_key=key + ":hold",
-                                   expires_at=utcnow() + timedelta(hours=1))
-            with transaction(factory) as s:
-                ops.capture(s, hold_id=h.hold_id, amount=7, op_key=key + ":capture")
-            i += 1
-        done[t] = i
-
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    started = time.monotonic()
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
-    elapsed = time.monotonic() - started
-    cycles = sum(done)
+    out: mp.Queue[float] = mp.Queue()
+    ready = mp.Barrier(workers)
+    procs = [mp.Process(target=_worker, args=(url, users, t, seconds, label, batch_size, ready, out))
+             for t in range(workers)]
+    for p in procs:
+        p.start()
+    rate = sum(out.get() for _ in procs)
+    for p in procs:
+        p.join()
     with transaction(factory) as s:
         negative = s.scalar(select(func.count()).select_from(Wallet).where(Wallet.balance - Wallet.held < 0))
         violations = check(s)
-    print(f"  {label:<6} {wallets:>6} wallets, {threads} connections: {cycles / elapsed:8.0f} cycles/s "
-          f"({2 * cycles / elapsed:.0f} money ops/s), overdrawn wallets {negative}, "
+    mode = "one op per transaction" if batch_size == 1 else f"batches of {batch_size}"
+    print(f"  {label:<6} {wallets:>6} wallets, {workers} connections, {mode:<22}: {rate:8.0f} cycles/s "
+          f"({2 * rate:.0f} money ops/s), overdrawn wallets {negative}, "
           f"invariant violations {len(violations)}")
 
 
@@ -86,16 +109,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--postgres", action="store_true")
     ap.add_argument("--wallets", type=int, default=10_000)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=8, help="worker processes, one connection each")
     ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--batch", type=int, default=100,
+                    help="also run batched (ledger.batch) with this many operations per transaction")
     args = ap.parse_args()
     url, drop = fresh_database(args.postgres)
     try:
         upgrade(url)
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"database: {'PostgreSQL' if args.postgres else 'SQLite (WAL)'}")
-        run(url, args.wallets, args.threads, args.seconds, "spread")
-        run(url, 1, args.threads, args.seconds, "hot")
+        run(url, args.wallets, args.workers, args.seconds, "spread")
+        run(url, 1, args.workers, args.seconds, "hot")
+        if args.batch > 1:
+            run(url, args.wallets, args.workers, args.seconds, "spread", args.batch)
+            run(url, 1, args.workers, args.seconds, "hot", args.batch)
     finally:
         drop()
 

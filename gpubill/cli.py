@@ -32,14 +32,18 @@ def db_upgrade() -> None:
 
 @main.command()
 @click.option("--emulator/--no-emulator", default=True, help="Start the RunPod stand-in.")
-def up(emulator: bool) -> None:
+@click.option("--workers", type=click.Choice(["per_queue", "single"]), default="per_queue",
+              show_default=True, help="One Celery worker per queue, or one on all queues.")
+@click.option("--flower/--no-flower", default=True, help="Start Flower (read-only, basic auth).")
+def up(emulator: bool, workers: str, flower: bool) -> None:
     """Run the whole service until Ctrl-C: broker (embedded unless GPUBILL_BROKER_URL),
-    receiver, worker, beat and the RunPod stand-in."""
+    receiver, workers, beat, Flower and the RunPod stand-in."""
     from gpubill.launcher import Stack
 
     cfg = get_settings()
-    stack = Stack(emulator=emulator, env={"GPUBILL_RECEIVER_PORT": str(cfg.receiver_port),
-                                          "GPUBILL_EMULATOR_PORT": str(cfg.emulator_port)}).start()
+    stack = Stack(emulator=emulator, workers=workers, flower=flower,
+                  env={"GPUBILL_RECEIVER_PORT": str(cfg.receiver_port),
+                       "GPUBILL_EMULATOR_PORT": str(cfg.emulator_port)}).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -49,6 +53,10 @@ def up(emulator: bool) -> None:
     click.echo(f"database  {cfg.sqlalchemy_url}")
     if emulator:
         click.echo(f"runpod    {cfg.runpod_base_url} (stand-in)")
+        click.echo(f"stripe    {cfg.stripe_api_base} (stand-in unless GPUBILL_STRIPE_API_BASE is set)")
+    if flower:
+        click.echo(f"flower    {stack.flower_url} (read-only, GPUBILL_FLOWER_BASIC_AUTH)")
+    click.echo(f"metrics   {stack.receiver_url}/metrics")
     click.echo(f"logs      {stack.log_dir}")
     try:
         stop.wait()
@@ -69,19 +77,21 @@ def demo(data_dir: Path) -> None:
     sys.exit(0 if run_demo(data_dir, click.echo) else 1)
 
 
-@main.command()
-def reconcile() -> None:
-    """Check every ledger invariant of design.md; exit 1 listing violations."""
-    from ledger.db import make_engine, make_sessionmaker, transaction
-    from ledger.invariants import check
+# Operator commands (issue 5), one module per group.
+from gpubill.commands import jobs as _jobs  # noqa: E402
+from gpubill.commands import keys as _keys  # noqa: E402
+from gpubill.commands import reconcile as _reconcile  # noqa: E402
+from gpubill.commands import report as _report  # noqa: E402
+from gpubill.commands import wallet as _wallet  # noqa: E402
 
-    engine = make_engine(get_settings().sqlalchemy_url)
-    with transaction(make_sessionmaker(engine)) as s:
-        violations = check(s)
-    for v in violations:
-        click.echo(str(v))
-    click.echo(f"{len(violations)} violation(s)")
-    sys.exit(1 if violations else 0)
+main.add_command(_reconcile.reconcile)
+main.add_command(_wallet.wallet)
+main.add_command(_jobs.jobs)
+main.add_command(_report.report)
+main.add_command(_keys.keys)
+from gpubill.commands import events as _events  # noqa: E402  (issue 3)
+
+main.add_command(_events.events)
 
 
 @main.group()
@@ -103,6 +113,11 @@ def emulate_runpod(host: str, port: int, config_path: Path | None) -> None:
     config = EmulatorConfig.from_toml(config_path or EMULATOR_PROFILES)
     click.echo(f"RunPod stand-in on http://{host}:{port}/v2")
     serve(config, host=host, port=port)
+
+
+from gpubill.commands.emulate_stripe import emulate_stripe as _emulate_stripe  # noqa: E402
+
+emulate.add_command(_emulate_stripe)
 
 
 if __name__ == "__main__":

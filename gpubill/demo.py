@@ -1,7 +1,8 @@
 """The demo scenario (issue #2), run over HTTP against a running stack.
 
-User A buys the ``medium`` pack through a signed ``checkout.session.completed`` event
-(sent twice), then exports one job of each type for a 30 s clip — the stand-in fails
+User A buys the ``medium`` pack: ``POST /v1/topups`` creates a Checkout Session on the
+Stripe stand-in, the stand-in pays it by card and sends its signed webhooks (each twice),
+the worker credits the pack once; then A exports one job of each type for a 30 s clip — the stand-in fails
 the ``track`` job; user B has no credits and is refused. Every expectation is checked
 against the API and the ledger invariants against the database.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import requests
 
 from emulators.stripe import events as stripe_events
+from emulators.stripe.control import StripeStandIn
 from gpubill.settings import Settings
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
@@ -61,6 +63,17 @@ class Client:
         payload, headers = stripe_events.signed(body, secret, timestamp)
         return requests.post(f"{self.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
 
+    def packs(self) -> list[dict[str, Any]]:
+        return self.http.get(f"{self.base}/v1/packs", timeout=10).json()["packs"]
+
+    def create_topup(self, user_id: str, pack: str, **headers: str) -> requests.Response:
+        """``POST /v1/topups``: a Checkout Session for ``pack`` (201 with ``session_id``)."""
+        return self.http.post(f"{self.base}/v1/topups", json={"user_id": user_id, "pack": pack},
+                              headers=headers, timeout=30)
+
+    def entries(self, user_id: str, **params: Any) -> dict[str, Any]:
+        return self.http.get(f"{self.base}/v1/wallets/{user_id}/entries", params=params, timeout=10).json()
+
     def submit(self, user_id: str, job_type: str, params: dict[str, Any],
                job_input: dict[str, Any]) -> requests.Response:
         return self.http.post(f"{self.base}/v1/jobs", timeout=10, json={
@@ -90,13 +103,17 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
 
     echo(f"== top-up: {alice} buys pack '{PACK}' ({pack.price / 100:.2f} {pack.currency.upper()}"
          f" → {pack.credits} credits)")
-    session = stripe_events.paid_checkout_session(user_id=alice, pack=PACK, amount_total=pack.price)
-    event = stripe_events.event("checkout.session.completed", session)
-    first, second = api.stripe_event(event), api.stripe_event(event)
-    echo(f"   webhook {event['id']}: {first.status_code} {first.json()}; "
-         f"again: {second.status_code} {second.json()}")
-    out.expect(first.status_code == 200 and second.status_code == 200, "webhook answered 200 twice")
-    out.expect(second.json().get("duplicate") is True, "second delivery recognised as duplicate")
+    created = api.create_topup(alice, PACK)
+    out.expect(created.status_code == 201, f"top-up session created (got {created.status_code})")
+    session_id = created.json().get("session_id", "") if created.status_code == 201 else ""
+    echo(f"   POST /v1/topups → {created.status_code} session {session_id}")
+    paid = StripeStandIn(cfg.stripe_api_base).pay(session_id, duplicate=True) if session_id else {}
+    sent = [e["type"] for e in paid.get("events", [])]
+    echo(f"   paid by card on the Stripe stand-in; signed webhooks (each twice): {', '.join(sent)}"
+         f" → {paid.get('deliveries')}")
+    out.expect("checkout.session.completed" in sent, "stand-in sent checkout.session.completed")
+    out.expect(bool(paid.get("deliveries")) and set(paid["deliveries"]) == {200},
+               "every webhook delivery answered 200")
     funded = api.wait(lambda: api.wallet(alice)["balance"] == pack.credits)
     out.expect(bool(funded), f"{alice} credited {pack.credits}")
 

@@ -2,17 +2,23 @@
 
 ``Stack`` starts, in order: the embedded broker (unless ``GPUBILL_BROKER_URL`` is set),
 the database migrations, the RunPod stand-in (optional), the receiver under gunicorn,
-a Celery worker on every queue and the single beat. Each child runs in its own process
+Celery workers — one on every queue (``workers="single"``) or one per queue
+(``workers="per_queue"``, the production topology) — the single beat (RedBeat lock on a
+Redis-protocol broker) and Flower (optional). Each child runs in its own process
 group, so stopping it (SIGTERM, then SIGKILL after a grace period) also stops its
 children (gunicorn and prefork workers). Logs go to ``{data_dir}/logs/{name}.log``.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -33,6 +39,7 @@ class Child:
     argv: list[str]
     proc: subprocess.Popen[bytes]
     log: IO[bytes]
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -62,6 +69,8 @@ class Stack:
     emulator: bool = True
     worker_concurrency: int = 2
     beat: bool = True
+    workers: str = "single"  # "single": one worker on all queues; "per_queue": one each
+    flower: bool = False
     children: list[Child] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
 
@@ -74,6 +83,11 @@ class Stack:
             self.env.setdefault("GPUBILL_EMULATOR_PORT", str(free_port()))
             self.env.setdefault("GPUBILL_RUNPOD_BASE_URL",
                                 f"http://127.0.0.1:{self.env['GPUBILL_EMULATOR_PORT']}/v2")
+            # The Stripe stand-in serves the Stripe API unless GPUBILL_STRIPE_API_BASE
+            # points elsewhere (then it is not started).
+            self.env.setdefault("GPUBILL_STRIPE_EMULATOR_PORT", str(free_port()))
+            self.env.setdefault("GPUBILL_STRIPE_API_BASE",
+                                f"http://127.0.0.1:{self.env['GPUBILL_STRIPE_EMULATOR_PORT']}")
 
     @property
     def settings(self) -> Settings:
@@ -105,26 +119,39 @@ class Stack:
             self.env["GPUBILL_BROKER_URL"] = self.broker.url
         cfg = self.settings
         upgrade(cfg.sqlalchemy_url)
+        # One prometheus multiprocess directory for the receiver and workers on this host,
+        # emptied at start as prometheus_client requires (see webhook_receiver.metrics).
+        metrics_dir = data_dir.resolve() / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        observed = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         py = sys.executable
         if self.emulator:
             self._spawn("runpod-emulator", [py, "-m", "gpubill.cli", "emulate", "runpod",
                                             "--port", str(cfg.emulator_port),
                                             "--config", str(EMULATOR_PROFILES)])
-        self._spawn("receiver", [py, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-                                 "--worker-class", "gthread", "--graceful-timeout", "10",
-                                 "--bind", f"{cfg.receiver_host}:{cfg.receiver_port}",
-                                 "webhook_receiver:create_app()"])
-        self._spawn("worker", [py, "-m", "celery", "-A", "worker.app", "worker",
-                               "--queues", ",".join(queues.QUEUES),
+        if self.emulator and cfg.stripe_api_base.rstrip("/") == f"http://127.0.0.1:{cfg.stripe_emulator_port}":
+            self._spawn("stripe-emulator", [py, "-m", "gpubill.cli", "emulate", "stripe",
+                                            "--port", str(cfg.stripe_emulator_port),
+                                            "--webhook-url", f"{self.receiver_url}/webhooks/stripe"])
+        self._spawn("receiver", [py, "-m", "gunicorn", "-c", "python:gpubill.gunicorn_conf"],
+                    observed)
+        groups = ({"worker": queues.QUEUES} if self.workers == "single"
+                  else {f"worker-{q}": (q,) for q in queues.QUEUES})
+        for name, qs in groups.items():
+            self._spawn(name, [py, "-m", "celery", "-A", "worker.app", "worker",
+                               "--queues", ",".join(qs),
                                "--concurrency", str(self.worker_concurrency),
-                               "--hostname", f"gpubill-{cfg.receiver_port}@%h",
+                               "--hostname", f"{name}-{cfg.receiver_port}@{socket.gethostname()}",
                                "--events", "--without-gossip", "--without-mingle",
-                               "--loglevel", cfg.log_level])
+                               "--loglevel", cfg.log_level], observed)
         if self.beat:
             self._spawn("beat", [py, "-m", "celery", "-A", "worker.app", "beat",
                                  "--loglevel", cfg.log_level])
+        if self.flower:
+            self._spawn("flower", flower_argv(py, cfg), flower_env(cfg))
         deadline = time.monotonic() + timeout_s
-        for name in ("receiver", "runpod-emulator", "worker"):
+        for name in ("receiver", "runpod-emulator", "stripe-emulator", *groups, "flower"):
             if any(c.name == name for c in self.children):
                 self._wait(deadline, name)
 
@@ -135,21 +162,30 @@ class Stack:
         if name == "runpod-emulator":
             return requests.get(f"{cfg.runpod_base_url}/probe/health", timeout=1, headers={
                 "Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}).ok
-        if name == "worker":
-            return self._worker_ready(cfg)
+        if name == "stripe-emulator":
+            return requests.get(f"{cfg.stripe_api_base}/healthz", timeout=1).ok
+        if name.startswith("worker"):
+            return self._worker_ready(cfg, self.child(name).argv)
+        if name == "flower":
+            return requests.get(f"{self.flower_url}/healthcheck", timeout=1).ok
         return True
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.flower_port}"
+
+    def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, **(extra_env or {})}
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        self.children.append(Child(name, argv, proc, log))
+        self.children.append(Child(name, argv, proc, log, extra_env or {}))
 
-    def _worker_ready(self, cfg: Settings) -> bool:
+    def _worker_ready(self, cfg: Settings, argv: list[str]) -> bool:
+        hostname = argv[argv.index("--hostname") + 1]
         app = queues.producer(cfg.broker_url)
         try:
-            return bool(app.control.ping(timeout=0.5))
+            return bool(app.control.ping(destination=[hostname], timeout=0.5))
         finally:
             app.close()
 
@@ -177,12 +213,24 @@ class Stack:
         old = self.child(name)
         old.stop(grace_s)
         self.children.remove(old)
-        self._spawn(name, old.argv)
+        self._spawn(name, old.argv, old.extra_env)
         self._wait(time.monotonic() + 60, name)
+
+    @contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """Freeze child ``name`` (SIGSTOP to its process group) for the block, then let it
+        go on (SIGCONT): tests use it to hold work back deterministically."""
+        pgid = self.child(name).proc.pid
+        os.killpg(pgid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(pgid, signal.SIGCONT)
 
     def stop(self, grace_s: float = 15) -> None:
         """Stop every child, newest first (beat and worker before the receiver and
-        broker), then the broker. Safe to call twice."""
+        broker), then the broker. Safe to call twice. Beat stops on SIGTERM and
+        releases its RedBeat lock, so the next beat starts at once."""
         while self.children:
             self.children.pop().stop(grace_s)
         if self.broker is not None:
@@ -194,3 +242,18 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def flower_argv(py: str, cfg: Settings) -> list[str]:
+    """Flower, read-only (no worker control, no task revoke/terminate, per Flower's
+    ``--read_only``), bound to the receiver's host. Queue lengths come from the broker
+    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ)."""
+    return [py, "-m", "celery", "-A", "worker.app", "flower", "--read_only",
+            f"--address={cfg.receiver_host}", f"--port={cfg.flower_port}",
+            "--purge_offline_workers=60"]
+
+
+def flower_env(cfg: Settings) -> dict[str, str]:
+    """Flower reads ``FLOWER_*`` variables; the basic-auth secret travels this way so it
+    never shows in a process list."""
+    return {"FLOWER_BASIC_AUTH": cfg.flower_basic_auth.get_secret_value()}

@@ -14,7 +14,8 @@ from celery import Celery
 log = logging.getLogger(__name__)
 
 STRIPE, JOBS, GPU_STATUS, MAINTENANCE = "stripe", "jobs", "gpu_status", "maintenance"
-QUEUES = (STRIPE, JOBS, GPU_STATUS, MAINTENANCE)
+NOTIFY = "notify"  # outbound job webhooks to the app: a slow app never delays jobs
+QUEUES = (STRIPE, JOBS, GPU_STATUS, MAINTENANCE, NOTIFY)
 
 PROCESS_STRIPE_EVENT = "stripe.process_event"
 PLACE_HOLD = "jobs.place_hold"
@@ -22,6 +23,11 @@ DISPATCH = "jobs.dispatch"
 REFRESH_STATUS = "gpu_status.refresh"
 POLL_SILENT = "gpu_status.poll_silent"
 SWEEP_OUTBOX = "maintenance.sweep_outbox"
+CANCEL = "jobs.cancel"
+EXPIRE = "jobs.expire"
+SWEEP_EXPIRED = "maintenance.sweep_expired"
+SEND_NOTIFICATION = "notify.send"
+RECONCILE = "maintenance.reconcile"
 
 ROUTES: dict[str, str] = {
     PROCESS_STRIPE_EVENT: STRIPE,
@@ -30,6 +36,11 @@ ROUTES: dict[str, str] = {
     REFRESH_STATUS: GPU_STATUS,
     POLL_SILENT: MAINTENANCE,
     SWEEP_OUTBOX: MAINTENANCE,
+    CANCEL: JOBS,
+    EXPIRE: JOBS,
+    SWEEP_EXPIRED: MAINTENANCE,
+    SEND_NOTIFICATION: NOTIFY,
+    RECONCILE: MAINTENANCE,
 }
 
 # Publishing waits at most ~1 s for the broker: the caller's row is already committed,

@@ -18,7 +18,13 @@ DEV_API_KEY = "gpubill_dev_api_key"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_gpubill_dev_secret"
 DEV_RUNPOD_API_KEY = "rp_emulator_key"
 DEV_RUNPOD_TOKEN_SECRET = "gpubill_dev_runpod_token_secret"
-_DEV_SECRETS = {DEV_API_KEY, DEV_STRIPE_WEBHOOK_SECRET, DEV_RUNPOD_API_KEY, DEV_RUNPOD_TOKEN_SECRET}
+DEV_FLOWER_BASIC_AUTH = "gpubill:gpubill_dev_flower"
+_DEV_SECRETS = {DEV_API_KEY, DEV_STRIPE_WEBHOOK_SECRET, DEV_RUNPOD_API_KEY, DEV_RUNPOD_TOKEN_SECRET,
+                DEV_FLOWER_BASIC_AUTH}
+DEV_STRIPE_SECRET_KEY = "sk_test_gpubill_dev"  # the Stripe stand-in accepts it
+_DEV_SECRETS.add(DEV_STRIPE_SECRET_KEY)
+DEV_NOTIFY_SECRET = "whsec_gpubill_dev_notify_secret"  # signs outbound job webhooks (issue 4)
+_DEV_SECRETS.add(DEV_NOTIFY_SECRET)
 
 
 class Settings(BaseSettings):
@@ -42,6 +48,21 @@ class Settings(BaseSettings):
     stripe_livemode: bool = False
     # Stripe-Signature tolerance, seconds (Stripe's default, design.md).
     stripe_tolerance_s: int = 300
+    # Outbound Stripe API (issue 3): secret key, base address (the Stripe stand-in by
+    # default; https://api.stripe.com in production), the SDK's retries of network errors
+    # and 409/429/5xx answers, Checkout return URLs ({CHECKOUT_SESSION_ID} is Stripe's).
+    stripe_secret_key: SecretStr = SecretStr(DEV_STRIPE_SECRET_KEY)
+    stripe_api_base: str = "http://127.0.0.1:8011"
+    stripe_emulator_port: int = 8011
+    stripe_max_network_retries: int = 2
+    stripe_success_url: str = "http://127.0.0.1:8000/topups/done?session_id={CHECKOUT_SESSION_ID}"
+    stripe_cancel_url: str = "http://127.0.0.1:8000/topups/cancelled"
+    # A refund/dispute/invoice whose top-up or customer is not known yet is retried this
+    # many times (backoff from stripe_retry_base_s, doubling, capped at 60 s), then parked.
+    stripe_pending_attempts: int = 8
+    stripe_retry_base_s: float = 1.0
+    # Subscription plans (Stripe price id → monthly credits); empty → pricing/plans.toml.
+    plans_file: Path | None = None
 
     runpod_api_key: SecretStr = SecretStr(DEV_RUNPOD_API_KEY)
     # RunPod serverless base URL; the SDK's default is https://api.runpod.ai/v2.
@@ -64,8 +85,40 @@ class Settings(BaseSettings):
     outbox_interval_s: float = 10.0
     outbox_after_s: float = 30.0
 
+    # Job lifecycle (issue 4). The silent-job poller backs off: the n-th poll of a job
+    # waits silent_after_s * 2**n, at most poll_max_interval_s.
+    poll_max_interval_s: float = 60.0
+    # Beat sweeps holds past expires_at (DB time) this often.
+    expiry_interval_s: float = 30.0
+    # RunPod calls: per-request timeout; dispatch retries of 429/5xx/timeouts (backoff
+    # with full jitter from retry_backoff_s, doubling, capped at 60 s).
+    runpod_timeout_s: float = 10.0
+    dispatch_max_retries: int = Field(default=6, ge=0, le=20)
+    retry_backoff_s: float = Field(default=1.0, gt=0)
+    # Outbound webhooks to the app about terminal job states; empty URL = not sent
+    # (rows are kept, status "skipped"). Signed like Stripe (t=…,v1=HMAC-SHA256).
+    notify_url: str = ""
+    notify_secret: SecretStr = SecretStr(DEV_NOTIFY_SECRET)
+    notify_timeout_s: float = 5.0
+    notify_max_retries: int = Field(default=8, ge=0, le=30)
+
     worker_concurrency: int = 2
     log_level: str = "INFO"
+    # Operators (issue 5): log lines as JSON, or text; auto = text on a terminal only.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # Flower (gpubill up / compose): "user:password" for its basic auth, and its port.
+    flower_basic_auth: SecretStr = SecretStr(DEV_FLOWER_BASIC_AUTH)
+    flower_port: int = 5555
+    # Nightly reconciliation (issue 5): beat runs `maintenance.reconcile` at this UTC
+    # hour:minute; its DB lease outlives a run by far (a crashed run frees it then).
+    reconcile_hour: int = Field(default=3, ge=0, le=23)
+    reconcile_minute: int = Field(default=17, ge=0, le=59)
+    reconcile_lease_s: float = 3600.0
+    # gunicorn worker processes of the receiver (gpubill.gunicorn_conf; 4 threads each).
+    receiver_workers: int = 2
+    # A Celery worker serves its own /metrics on this port when > 0 (compose: one
+    # container per queue); gpubill up leaves it 0 and the receiver's /metrics has all.
+    worker_metrics_port: int = 0
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -77,7 +130,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> "Settings":
         if self.env == "production":
-            used = [name for name in ("stripe_webhook_secret", "runpod_api_key", "runpod_token_secret")
+            used = [name for name in ("stripe_webhook_secret", "runpod_api_key", "runpod_token_secret",
+                                     "flower_basic_auth", "stripe_secret_key",
+                                     "notify_secret")
                     if getattr(self, name).get_secret_value() in _DEV_SECRETS]
             if any(k.get_secret_value() in _DEV_SECRETS for k in self.api_keys):
                 used.append("api_keys")

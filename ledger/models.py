@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON, BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer,
-    MetaData, Numeric, String, Text,
+    MetaData, Numeric, String, Text, text, UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -79,6 +79,8 @@ class LedgerTransaction(Base):
     """One money movement. ``op_key`` is its idempotency key, unique forever."""
 
     __tablename__ = "transactions"
+    # A wallet's entries, newest first (ledger.entries) walk this index.
+    __table_args__ = (Index("ix_transactions_user_created", "user_id", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     op_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -120,6 +122,12 @@ class Hold(Base):
         CheckConstraint("captured >= 0 AND captured <= amount", name="captured_within_amount"),
         CheckConstraint("status IN ('open', 'captured', 'released', 'expired')", name="status_known"),
         Index("ix_holds_open_expiry", "status", "expires_at"),
+        Index("ix_holds_user_created", "user_id", "created_at", "id"),
+        # Partial: a wallet's released/expired holds only, so a wallet whose holds were all
+        # captured does not walk them all to find none.
+        Index("ix_holds_user_released", "user_id", "closed_at", "id",
+              postgresql_where=text("status IN ('released', 'expired')"),
+              sqlite_where=text("status IN ('released', 'expired')")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -193,6 +201,69 @@ class Job(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Issue 4: cancel policy frozen with the quote; first IN_PROGRESS seen; a stop we
+    # asked RunPod for (``stop_reason`` cancel | expire); lost jobs flagged for
+    # operators; the silent-job poller's backoff (polls so far, next poll due).
+    cancel_policy: Mapped[str] = mapped_column(String(16), default="charge_execution")
+    in_progress_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stop_reason: Mapped[str | None] = mapped_column(String(16))
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_polls: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Outbox sweeper backoff: times re-published while stuck, and when next due.
+    republishes: Mapped[int] = mapped_column(Integer, default=0)
+    republish_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class IdempotencyKey(Base):
+    """The first answer to a ``POST /v1/jobs`` with an ``Idempotency-Key``, kept forever.
+
+    Keyed by (``scope`` = the API key's id, ``key``); ``request_hash`` is the SHA-256 of
+    the canonical JSON body; ``response`` is the JSON body answered with ``status_code``.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NotificationStatus:
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"    # retries exhausted; kept for an operator to replay
+    SKIPPED = "skipped"  # no GPUBILL_NOTIFY_URL configured
+
+
+class Notification(Base):
+    """An outbound webhook to the app about a job's terminal state (outbox row).
+
+    Written in the transaction that ends the job; ``id`` (``evt_…``) is the event id the
+    app deduplicates on; ``payload`` is the exact JSON body that is signed and sent.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("job_id", "type"),
+        Index("ix_notifications_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(40))
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class EventStatus:
@@ -218,6 +289,8 @@ class StripeEvent(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    republishes: Mapped[int] = mapped_column(Integer, default=0)  # outbox sweeper backoff
+    republish_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Topup(Base):
@@ -232,8 +305,127 @@ class Topup(Base):
     credits: Mapped[int] = mapped_column(BigInteger)
     amount_total: Mapped[int] = mapped_column(BigInteger)  # cents, from Stripe
     currency: Mapped[str] = mapped_column(String(3))
-    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16))  # open | credited
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # TopupStatus
     event_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Issue 3: the session ↔ payment_intent ↔ charge link, the Stripe customer (for
+    # subscription invoices), why a top-up was flagged or closed, when it closed.
+    charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class TopupStatus:
+    OPEN = "open"            # session created, not paid yet (or paid by a delayed method)
+    CREDITED = "credited"    # credits posted (once, op key ``topup:{session_id}``)
+    FAILED = "failed"        # async_payment_failed: closed without credit
+    EXPIRED = "expired"      # checkout.session.expired: closed without credit
+    MISMATCH = "mismatch"    # paid amount/currency differ from the stored top-up: flagged
+    CLOSED = (FAILED, EXPIRED)
+
+
+class ReversalStatus:
+    ACTIVE = "active"            # refund pending/succeeded: its share is clawed back
+    FAILED = "failed"            # refund failed/canceled: restored (terminal)
+    WITHDRAWN = "withdrawn"      # dispute funds withdrawn: clawed back
+    REINSTATED = "reinstated"    # dispute won / funds reinstated: restored (terminal)
+    LOST = "lost"                # dispute lost: stays clawed back (terminal)
+    WON = "won"                  # dispute won before any withdrawal was seen (terminal)
+    INQUIRY = "inquiry"          # warning_* dispute: no funds moved
+    TAKEN = (ACTIVE, WITHDRAWN, LOST)  # money Stripe took back from us
+
+
+class Reversal(Base):
+    """A Stripe refund (``re_``) or dispute (``dp_``) of a top-up's charge.
+
+    ``amount`` is Stripe's amount in cents; ``clawed`` the net credits this reversal's
+    steps moved out of the wallet (claw-back minus restore). Each step is one ledger
+    transaction with its own operation key (``refund:{id}``, ``refund:{id}:restore``,
+    ``dispute:{id}:withdrawn``, ``dispute:{id}:reinstated``), so it applies at most once.
+    """
+
+    __tablename__ = "stripe_reversals"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # refund | dispute
+    topup_id: Mapped[int] = mapped_column(ForeignKey("topups.id"), index=True)
+    charge_id: Mapped[str | None] = mapped_column(String(255))
+    amount: Mapped[int] = mapped_column(BigInteger)  # cents
+    status: Mapped[str] = mapped_column(String(16))  # ReversalStatus
+    clawed: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StripeCustomer(Base):
+    """Stripe customer (``cus_``) → wallet, learned from a paid Checkout Session; used to
+    credit subscription invoices (``invoice.paid``)."""
+
+    __tablename__ = "stripe_customers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# -- Operators (issue 5): API keys, audited adjustments, reconcile runs, task locks. --------
+
+
+class ApiKey(Base):
+    """An app API key. Only the SHA-256 of the whole key is stored; the key carries its
+    public ``id`` (``gpb_{id}_{secret}``), so a request finds its row by primary key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Adjustment(Base):
+    """Audit of an operator's adjustment: who, why, and the transaction it made."""
+
+    __tablename__ = "adjustments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("transactions.id"), unique=True)
+    op_key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)  # credits, signed (+ credits the wallet)
+    allow_debt: Mapped[bool] = mapped_column(Boolean)
+    operator: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReconcileRun(Base):
+    """One reconciliation of the whole ledger: per-check summary and violation count.
+    ``run_key`` (e.g. ``nightly:2026-11-21``) makes a scheduled run happen once."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    trigger: Mapped[str] = mapped_column(String(16))  # beat | cli
+    status: Mapped[str] = mapped_column(String(16))  # running | clean | violations | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    violations: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[Any | None] = mapped_column(JSON)
+
+
+class TaskLock(Base):
+    """A lease held by one periodic task run; expires so a crashed holder frees it."""
+
+    __tablename__ = "task_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)

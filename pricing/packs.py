@@ -1,4 +1,5 @@
-"""Top-up packs: server-side data (``pricing/packs.toml``); a client names a pack id only."""
+"""Top-up packs and subscription plans: server-side data (``pricing/packs.toml``,
+``pricing/plans.toml``); a client names a pack id only, never an amount."""
 from __future__ import annotations
 
 import tomllib
@@ -8,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 PACKS_FILE = Path(__file__).with_name("packs.toml")
+PLANS_FILE = Path(__file__).with_name("plans.toml")
 
 
 class Pack(BaseModel):
@@ -27,3 +29,22 @@ def load_packs(path: Path = PACKS_FILE) -> dict[str, Pack]:
     with path.open("rb") as f:
         raw = tomllib.load(f)["packs"]
     return {pid: Pack(id=pid, **body) for pid, body in raw.items()}
+
+
+class Plan(BaseModel):
+    """A subscription plan: Stripe Price ``price`` grants ``credits`` per month (per unit)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    price: str = Field(min_length=1)
+    credits: PositiveInt
+
+
+@lru_cache(maxsize=4)
+def load_plans(path: Path = PLANS_FILE) -> dict[str, Plan]:
+    """Stripe Price id → ``Plan``. Raises ``pydantic.ValidationError`` on a malformed file."""
+    with path.open("rb") as f:
+        raw = tomllib.load(f)["plans"]
+    plans = [Plan(id=pid, **body) for pid, body in raw.items()]
+    return {p.price: p for p in plans}

@@ -66,6 +66,7 @@ class Quote:
     credits_per_gpu_second: Decimal
     min_charge: int
     gpu_usd_per_second: Decimal
+    cancel_policy: str = "charge_execution"
 
     @property
     def execution_timeout_ms(self) -> int:
@@ -126,7 +127,30 @@ def quote(job_type: JobType | str, params: JobParams, *, at: datetime | None = N
         credits_per_gpu_second=price,
         min_charge=rate.min_charge,
         gpu_usd_per_second=card.gpus[rate.gpu].usd_per_second,
+        cancel_policy=card.cancel_policy_of(job_type),
     )
+
+
+def cancel_charge(q: Quote, execution_ms: int) -> int:
+    """Credits for a user-cancelled job that ran ``execution_ms`` (RunPod
+    ``executionTime``) on the GPU: ``charge()`` under ``charge_execution``, else 0.
+    A job cancelled before it started (0 ms) costs nothing under either policy."""
+    if q.cancel_policy != "charge_execution" or execution_ms <= 0:
+        return 0
+    return charge(q, execution_ms)
+
+
+def quote_body(q: Quote) -> dict[str, object]:
+    """The quote as the API shows it: credits as ints, GPU-seconds and prices as
+    decimal strings (``POST /v1/quotes``, job answers and receipts)."""
+    return {
+        "estimated_gpu_seconds": str(q.estimated_gpu_seconds),
+        "hold": q.hold_credits,
+        "max_gpu_seconds": q.max_gpu_seconds,
+        "price_per_gpu_second": str(q.credits_per_gpu_second),
+        "min_charge": q.min_charge,
+        "ratecard_version": q.ratecard_version,
+    }
 
 
 def charge(q: Quote, execution_ms: int) -> int:

@@ -16,6 +16,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 JobType = Literal["framing", "overlay", "upscale", "track"]
+# What a user-cancelled job that already ran on RunPod costs: its measured
+# ``executionTime`` (we pay RunPod for it) or nothing.
+CancelPolicy = Literal["charge_execution", "free"]
 JOB_TYPES: tuple[str, ...] = ("framing", "overlay", "upscale", "track")
 RATECARD_DIR = Path(__file__).with_name("ratecards")
 
@@ -45,6 +48,7 @@ class JobRate(_Frozen):
     gpu_seconds_per_clip_minute: Decimal = Field(gt=0)
     safety_factor: Decimal = Field(ge=1)
     scale_factors: dict[int, Decimal] | None = None
+    cancel_policy: CancelPolicy | None = None  # None: the card's ``cancel_policy``
 
 
 class RateCard(_Frozen):
@@ -55,6 +59,7 @@ class RateCard(_Frozen):
     hold_ttl_s: PositiveInt
     min_funded_gpu_seconds: PositiveInt
     dispatch_ttl_ms: int = Field(ge=10_000)
+    cancel_policy: CancelPolicy = "charge_execution"
     resolution_factors: dict[str, Decimal]
     gpus: dict[str, GpuRate]
     jobs: dict[str, JobRate]
@@ -74,6 +79,10 @@ class RateCard(_Frozen):
     def job(self, job_type: str) -> JobRate:
         """The rate of ``job_type``; raises ``KeyError`` for an unknown type."""
         return self.jobs[job_type]
+
+    def cancel_policy_of(self, job_type: str) -> CancelPolicy:
+        """The cancel policy of ``job_type`` (its own, else the card's)."""
+        return self.job(job_type).cancel_policy or self.cancel_policy
 
 
 def load_ratecard(path: Path) -> RateCard:

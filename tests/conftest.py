@@ -22,6 +22,7 @@ from gpubill.launcher import Stack
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import Violation, check
 from ledger.migrate import upgrade
+from tests.notify_sink import NotifySink
 
 BACKEND = os.environ.get("GPUBILL_TEST_BACKEND", "embedded")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -52,9 +53,8 @@ def _postgres(data_dir: Path) -> Iterator[Backend]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as err:
         _missing("PostgreSQL", err)
-    db = redis.Redis.from_url(f"{REDIS_URL}/{secrets.randbelow(15) + 1}")
     try:
-        db.flushdb()
+        db = claim_redis_db()
     except Exception as err:
         _missing("Redis", err)
     index = db.connection_pool.connection_kwargs["db"]
@@ -66,6 +66,21 @@ def _postgres(data_dir: Path) -> Iterator[Backend]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def claim_redis_db() -> redis.Redis:
+    """An empty Redis database index of our own: concurrent test runs on one Redis
+    must not share (and flush) each other's broker."""
+    indexes = list(range(1, 16))
+    secrets.SystemRandom().shuffle(indexes)
+    for index in indexes:
+        db = redis.Redis.from_url(f"{REDIS_URL}/{index}")
+        if db.set("gpubill:test-run", os.getpid(), nx=True, ex=6 * 3600):
+            for key in db.scan_iter():
+                if key != b"gpubill:test-run":
+                    db.delete(key)
+            return db
+    raise RuntimeError("every Redis database index 1-15 is claimed by another test run")
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +125,15 @@ def invariants(sessions: sessionmaker[Session]):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def stack(backend: Backend, db_url: str) -> Iterator[Stack]:
+def notify_sink() -> Iterator[NotifySink]:
+    """The app's webhook endpoint: records gpubill's signed job notifications."""
+    sink = NotifySink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(backend: Backend, db_url: str, notify_sink: NotifySink) -> Iterator[Stack]:
     """The whole service as real processes: receiver (gunicorn), Celery worker, beat,
     RunPod stand-in, and the embedded broker unless the backend brings Redis."""
     env = {
@@ -121,6 +144,15 @@ def stack(backend: Backend, db_url: str) -> Iterator[Stack]:
         "GPUBILL_SILENT_AFTER_S": "2",
         "GPUBILL_OUTBOX_INTERVAL_S": "1",
         "GPUBILL_OUTBOX_AFTER_S": "3",
+        # Stripe flows (issue 3): a refund before its top-up waits ~a few seconds, then parks.
+        "GPUBILL_STRIPE_PENDING_ATTEMPTS": "6",
+        "GPUBILL_STRIPE_RETRY_BASE_S": "0.25",
+        # Job lifecycle (issue 4): short waits so failure paths settle in seconds.
+        "GPUBILL_EXPIRY_INTERVAL_S": "1",
+        "GPUBILL_RUNPOD_TIMEOUT_S": "2",
+        "GPUBILL_DISPATCH_MAX_RETRIES": "3",
+        "GPUBILL_RETRY_BACKOFF_S": "0.2",
+        "GPUBILL_NOTIFY_URL": notify_sink.url,
     }
     if backend.broker_url:
         env["GPUBILL_BROKER_URL"] = backend.broker_url
@@ -129,3 +161,11 @@ def stack(backend: Backend, db_url: str) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def api(stack):  # type: ignore[no-untyped-def]
+    """An HTTP client of the running stack (the app's, Stripe's and an operator's view)."""
+    from tests.helpers import Api
+
+    return Api(stack)

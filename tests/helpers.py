@@ -1,6 +1,7 @@
 """Test helpers: an HTTP client for the running stack, polling, DB lookups."""
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -8,7 +9,7 @@ from typing import Any
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
-from emulators.stripe import events as stripe_events
+from emulators.stripe.control import StripeStandIn
 from gpubill.demo import Client
 from gpubill.launcher import Stack
 from ledger.db import transaction
@@ -38,12 +39,28 @@ class Api(Client):
 
     post_event = Client.stripe_event
 
+    @property
+    def stripe(self) -> StripeStandIn:
+        """The Stripe stand-in's control surface (pay, refund, dispute … → signed webhooks)."""
+        return StripeStandIn(self.cfg.stripe_api_base)
+
     def topup(self, user_id: str, pack: str = "small") -> dict[str, Any]:
-        p = load_packs()[pack]
-        event = stripe_events.event("checkout.session.completed", stripe_events.paid_checkout_session(
-            user_id=user_id, pack=pack, amount_total=p.price))
-        assert self.post_event(event).status_code == 200
-        return event
+        """Buy ``pack`` the real way: ``POST /v1/topups``, then pay the Checkout Session by
+        card on the Stripe stand-in, which sends its signed webhooks to the receiver.
+        Returns the ``checkout.session.completed`` event it sent."""
+        created = self.create_topup(user_id, pack)
+        assert created.status_code == 201, created.text
+        paid = self.stripe.pay(created.json()["session_id"])
+        assert set(paid["deliveries"]) == {200}, paid["deliveries"]
+        return next(e for e in paid["events"] if e["type"] == "checkout.session.completed")
+
+    def funded_user(self, prefix: str = "u", pack: str = "small") -> str:
+        """A new user (``{prefix}-{hex}``) whose top-up of ``pack`` has been credited."""
+        user = f"{prefix}-{secrets.token_hex(4)}"
+        self.topup(user, pack)
+        credits = load_packs()[pack].credits
+        wait_for(lambda: self.wallet(user)["balance"] == credits, 30, f"the top-up of {user}")
+        return user
 
     def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,  # type: ignore[override]
                job_input: dict[str, Any] | None = None, **params: Any) -> requests.Response:

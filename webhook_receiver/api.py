@@ -1,4 +1,5 @@
-"""The app's ``/v1`` API: submit and read jobs, read wallets. Bearer API key required.
+"""The app's ``/v1`` API: submit (idempotently), quote, cancel and read jobs, read
+wallets. Bearer API key required.
 
 Money fields are int credits; GPU-seconds and prices are decimal strings; RunPod
 timings are integer milliseconds.
@@ -7,61 +8,37 @@ from __future__ import annotations
 
 import re
 import uuid
-from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
 from gpubill import queues
 from ledger.db import transaction
-from ledger.jobs import job_quote, new_job
+from ledger.jobs import new_job, receipt, request_cancel
 from ledger.models import Job, JobStatus, Wallet
-from pricing import Quote, QuoteError, quote
-from webhook_receiver import services
+from pricing import JobParams, Quote, QuoteError, quote, quote_body
+from webhook_receiver import idempotency, services
 from webhook_receiver.auth import require_api_key
-from webhook_receiver.errors import ApiError
-from webhook_receiver.schemas import USER_ID_PATTERN, JobRequest, parse_json
+from webhook_receiver.errors import ApiError, error_body
+from webhook_receiver.schemas import USER_ID_PATTERN, JobRequest, QuoteRequest, parse_json
 from webhook_receiver.tokens import webhook_token
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 _USER_ID = re.compile(USER_ID_PATTERN)
 
 
-def quote_body(q: Quote) -> dict[str, Any]:
-    return {
-        "estimated_gpu_seconds": str(q.estimated_gpu_seconds),
-        "hold": q.hold_credits,
-        "max_gpu_seconds": q.max_gpu_seconds,
-        "price_per_gpu_second": str(q.credits_per_gpu_second),
-        "min_charge": q.min_charge,
-        "ratecard_version": q.ratecard_version,
-    }
+# The receipt and the quote's shape live with the job (ledger.jobs, pricing): the worker
+# sends the same receipt in its notifications.
+job_body = receipt
 
 
-def _ts(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
-
-
-def job_body(job: Job) -> dict[str, Any]:
-    """The job and its receipt (GET /v1/jobs/{id})."""
-    cost = job.runpod_cost_usd
-    margin = None
-    if cost is not None and job.charge is not None:
-        margin = str(Decimal(job.charge) / 100 - cost)  # 1 credit = $0.01 list price
-    return {
-        "job_id": job.id, "user_id": job.user_id, "type": job.type, "status": job.status,
-        "params": job.params,
-        "quote": quote_body(job_quote(job)),
-        "hold": job.hold_credits if job.hold_id is not None else 0,
-        "runpod": {"job_id": job.runpod_job_id, "status": job.runpod_status,
-                   "delay_ms": job.delay_ms, "execution_ms": job.execution_ms},
-        "charge": job.charge, "released": job.released,
-        "runpod_cost_usd": str(cost) if cost is not None else None, "margin_usd": margin,
-        "output": job.output, "error": job.error,
-        "created_at": _ts(job.created_at), "held_at": _ts(job.held_at),
-        "dispatched_at": _ts(job.dispatched_at), "finished_at": _ts(job.finished_at),
-    }
+def _priced(job_type: str, params: JobParams) -> Quote:
+    try:
+        return quote(job_type, params)
+    except QuoteError as err:
+        raise ApiError(422, "invalid_request", str(err),
+                       [{"field": f"params.{err.field}", "message": str(err)}]) from None
 
 
 def wallet_body(user_id: str, wallet: Wallet | None) -> dict[str, Any]:
@@ -77,30 +54,68 @@ def create_job():  # type: ignore[no-untyped-def]
     """Store a job request (``requested``) with its quote, then enqueue its hold.
 
     202 ``{job_id, status, quote}``; 402 when the quote obviously exceeds the wallet's
-    available credits (nothing stored); 422 on invalid input. The worker's conditional
-    hold is the authoritative funds check.
+    available credits (no job stored); 422 on invalid input. The worker's conditional
+    hold is the authoritative funds check. With ``Idempotency-Key`` the first answer
+    (202 or 402) is stored and replayed for the same body; another body → 409
+    (``webhook_receiver.idempotency``).
     """
+    key = idempotency.request_key()
     req: JobRequest = parse_json(JobRequest)
-    try:
-        q = quote(req.type, req.params)
-    except QuoteError as err:
-        raise ApiError(422, "invalid_request", str(err),
-                       [{"field": f"params.{err.field}", "message": str(err)}]) from None
+    q = _priced(req.type, req.params)
     cfg = current_app.config["GPUBILL"]
     job_id = f"job_{uuid.uuid4().hex}"
     with transaction(services.sessions()) as s:
         wallet = s.get(Wallet, req.user_id)
         available = wallet.available if wallet is not None else 0
-        if q.hold_credits > available:
-            raise ApiError(402, "insufficient_funds",
-                           f"job needs a hold of {q.hold_credits} credits; {available} available")
-        s.add(new_job(
-            job_id=job_id, user_id=req.user_id, job_type=req.type,
-            params=req.params.model_dump(mode="json", exclude_none=True), job_input=req.input,
-            quote=q, webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
-        ))
-    services.publish(queues.PLACE_HOLD, job_id)  # after commit; the sweeper covers a failure
-    return jsonify({"job_id": job_id, "status": JobStatus.REQUESTED, "quote": quote_body(q)}), 202
+        funded = q.hold_credits <= available
+        answer = idempotency.Answer(202, {"job_id": job_id, "status": JobStatus.REQUESTED,
+                                          "quote": quote_body(q)}) if funded else idempotency.Answer(
+            402, error_body("insufficient_funds",
+                            f"job needs a hold of {q.hold_credits} credits; {available} available"))
+        if key is not None:
+            first = idempotency.claim(s, key, idempotency.body_hash(request.get_json()), answer,
+                                      job_id if funded else None)
+            if first is not None:  # a replay: store nothing more, answer as the first time
+                response = jsonify(first.body)
+                response.headers[idempotency.REPLAYED_HEADER] = "true"
+                return response, first.status
+        if funded:
+            s.add(new_job(
+                job_id=job_id, user_id=req.user_id, job_type=req.type,
+                params=req.params.model_dump(mode="json", exclude_none=True), job_input=req.input,
+                quote=q, webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
+            ))
+    if funded:
+        services.publish(queues.PLACE_HOLD, job_id)  # after commit; the sweeper covers a failure
+    return jsonify(answer.body), answer.status
+
+
+@bp.post("/quotes")
+@require_api_key
+def create_quote():  # type: ignore[no-untyped-def]
+    """Price preview for ``{type, params}`` by the rate card in force: 200 ``{type,
+    estimated_gpu_seconds, hold, max_gpu_seconds (funded), price_per_gpu_second,
+    min_charge, ratecard_version}``; 422 on invalid input. Stores nothing."""
+    req: QuoteRequest = parse_json(QuoteRequest)
+    return jsonify({"type": req.type, **quote_body(_priced(req.type, req.params))})
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@require_api_key
+def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
+    """Ask to cancel a job: 202 with its receipt; the worker (``jobs.cancel``) releases a
+    job not yet on RunPod, or stops it with RunPod ``/cancel`` and settles it by the rate
+    card's cancel policy. 404 unknown job; 409 ``job_finished`` when it already ended.
+    Asking again while it is being cancelled changes nothing."""
+    with transaction(services.sessions()) as s:
+        job = s.get(Job, job_id[:40], with_for_update=True)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        if not request_cancel(job):
+            raise ApiError(409, "job_finished", f"job {job.id} already ended: {job.status}")
+        body = receipt(job)
+    services.publish(queues.CANCEL, job.id)  # after commit; the sweeper covers a failure
+    return jsonify(body), 202
 
 
 @bp.get("/jobs/<job_id>")

@@ -10,6 +10,8 @@ from gpubill import queues
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
+from webhook_receiver import logcontext, metrics, openapi
+from webhook_receiver import entries, topups
 from webhook_receiver.services import Services
 
 
@@ -28,6 +30,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         producer=queues.producer(cfg.broker_url),
     )
     errors.register(app)
-    for module in (api, stripe_webhooks, runpod_webhooks, health):
+    for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):
         app.register_blueprint(module.bp)
+    logcontext.init_app(app)
+    metrics.init_app(app)  # request metrics and GET /metrics
+    app.register_blueprint(openapi.bp)
     return app

@@ -23,6 +23,15 @@ class JobRequest(BaseModel):
     input: dict[str, Any] = Field(default_factory=dict)
 
 
+class QuoteRequest(BaseModel):
+    """``POST /v1/quotes``: ``{type, params: {duration_s, resolution, scale?}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["framing", "overlay", "upscale", "track"]
+    params: JobParams
+
+
 def _fields(err: ValidationError) -> list[dict[str, Any]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
             for e in err.errors(include_url=False, include_input=False)]

@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue
 
 from gpubill import queues
 from gpubill.settings import get_settings
+from worker import observability  # noqa: F401  (connects Celery's logging and task hooks)
 
 TASK_SOFT_LIMIT_S = 60
 TASK_HARD_LIMIT_S = 90
@@ -27,7 +29,7 @@ def make_celery() -> Celery:
         raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
     app = Celery("gpubill", broker=cfg.broker_url, include=[
         "worker.tasks.stripe", "worker.tasks.jobs", "worker.tasks.gpu_status",
-        "worker.tasks.maintenance",
+        "worker.tasks.maintenance", "worker.tasks.notify", "worker.tasks.reconcile",
     ])
     app.conf.update(
         task_serializer="json", accept_content=["json"],
@@ -44,10 +46,25 @@ def make_celery() -> Celery:
         beat_schedule={
             "poll-silent-jobs": {"task": queues.POLL_SILENT, "schedule": cfg.poll_interval_s},
             "sweep-outbox": {"task": queues.SWEEP_OUTBOX, "schedule": cfg.outbox_interval_s},
+            "sweep-expired-holds": {"task": queues.SWEEP_EXPIRED, "schedule": cfg.expiry_interval_s},
+            "reconcile-nightly": {"task": queues.RECONCILE, "schedule": crontab(
+                hour=cfg.reconcile_hour, minute=cfg.reconcile_minute)},
         },
         beat_schedule_filename=str(cfg.data_dir / "celerybeat-schedule"),
     )
+    if cfg.broker_url.startswith(("redis://", "rediss://")):
+        app.conf.update(redbeat_config(cfg.broker_url))
     return app
+
+
+def redbeat_config(redis_url: str) -> dict[str, object]:
+    """Exactly one beat: RedBeat's scheduler holds a lock in Redis, extended every tick
+    (≤ ``beat_max_loop_interval`` s) and released when beat stops; a killed beat's lock
+    expires after ``redbeat_lock_timeout`` s, so a restarted beat takes over. A second
+    beat waits for the lock instead of scheduling twice."""
+    return {"beat_scheduler": "redbeat.RedBeatScheduler", "redbeat_redis_url": redis_url,
+            "redbeat_key_prefix": "gpubill:redbeat", "redbeat_lock_timeout": 30,
+            "beat_max_loop_interval": 5}
 
 
 app = make_celery()

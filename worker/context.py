@@ -34,7 +34,8 @@ def sessions() -> sessionmaker[Session]:
 @lru_cache(maxsize=4)
 def _gateway(pid: int) -> RunPodGateway:
     cfg = settings()
-    return RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    return RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value(),
+                         cfg.runpod_timeout_s)
 
 
 def runpod() -> RunPodGateway:

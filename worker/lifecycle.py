@@ -4,7 +4,9 @@ release. Service functions, one DB transaction each; the Celery tasks are thin a
 State changes are compare-and-set on ``jobs.status`` under a row lock (``FOR UPDATE``
 on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), and money moves in the same transaction
 through one ledger call with the job's operation key, so a redelivered task or a
-webhook racing the poller finds the job already moved on and changes nothing.
+webhook racing the poller finds the job already moved on and changes nothing. Every
+terminal state stores its notification (outbound webhook) in that same transaction.
+User cancels and hold expiry live in ``worker.stops``.
 """
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
 from ledger.db import transaction
-from ledger.jobs import job_quote
+from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
-from pricing import card_by_version, charge, runpod_cost_usd
+from pricing import cancel_charge, card_by_version, charge, runpod_cost_usd
+from worker import notifications
+from worker.notifications import transaction as ending_transaction
 
 log = logging.getLogger(__name__)
 
@@ -42,40 +46,53 @@ def release_key(job_id: str) -> str:
     return f"job:{job_id}:release"
 
 
-def _locked(s: Session, job_id: str) -> Job | None:
+def expire_key(job_id: str) -> str:
+    return f"job:{job_id}:expire"
+
+
+def locked_job(s: Session, job_id: str) -> Job | None:
     return s.get(Job, job_id, with_for_update=True, populate_existing=True)
 
 
-def _finish(job: Job, status: str, error: str | None = None) -> None:
+def finish(s: Session, job: Job, status: str, error: str | None = None) -> None:
+    """Move ``job`` to terminal ``status`` and store its notification (same transaction)."""
     job.status, job.finished_at, job.updated_at = status, utcnow(), utcnow()
     if error:
         job.error = error[:2000]
+    notifications.record(s, job)
 
 
-def _release(s: Session, job: Job, status: str, error: str | None) -> None:
+def release(s: Session, job: Job, status: str, error: str | None, *,
+            expired: bool = False) -> None:
+    """Release the job's whole hold (if any) and end it ``status``. ``expired`` records
+    the hold's end as an expiry (operation key ``job:{id}:expire``)."""
     if job.hold_id is not None:
-        settled = ops.release(s, hold_id=job.hold_id, op_key=release_key(job.id))
+        key = expire_key(job.id) if expired else release_key(job.id)
+        settled = ops.release(s, hold_id=job.hold_id, op_key=key, expired=expired)
         job.charge, job.released = 0, settled.released
-    _finish(job, status, error)
+    finish(s, job, status, error)
 
 
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
     """Hold the job's quoted maximum. True when the job is held (now or before) and so
     should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
-    with transaction(factory) as s:
-        job = _locked(s, job_id)
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
         if job is None:
             log.warning("place_hold: no job %s", job_id)
             return False
         if job.status != JobStatus.REQUESTED:
             return job.status == JobStatus.HELD
+        if job.stop_requested_at is not None:  # cancelled before its hold
+            finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
+            return False
         ttl = card_by_version(job.ratecard_version).hold_ttl_s
         try:
             hold = ops.place_hold(s, user_id=job.user_id, amount=job.hold_credits,
                                   op_key=hold_key(job.id), job_id=job.id,
                                   expires_at=utcnow() + timedelta(seconds=ttl))
         except InsufficientFunds as refused:
-            _finish(job, JobStatus.REJECTED, f"insufficient funds: {refused}")
+            finish(s, job, JobStatus.REJECTED, f"insufficient funds: {refused}")
             return False
         job.status, job.hold_id, job.held_at, job.updated_at = (
             JobStatus.HELD, hold.hold_id, utcnow(), utcnow())
@@ -97,9 +114,9 @@ class DispatchOrder:
 def dispatch_order(factory: sessionmaker[Session], job_id: str) -> DispatchOrder | None:
     """The order for a ``held`` job (counting the attempt), or None if not held."""
     with transaction(factory) as s:
-        job = _locked(s, job_id)
-        if job is None or job.status != JobStatus.HELD:
-            return None
+        job = locked_job(s, job_id)
+        if job is None or job.status != JobStatus.HELD or job.stop_requested_at is not None:
+            return None  # a cancel is pending: ``worker.stops`` releases it
         job.dispatch_attempts += 1
         job.updated_at = utcnow()  # the outbox sweeper waits a full period again
         # The GPU worker gets the app's input plus the job's type and priced parameters.
@@ -115,7 +132,8 @@ def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: 
     with transaction(factory) as s:
         now = utcnow()
         moved = s.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.HELD)
+            update(Job).where(Job.id == job_id, Job.status == JobStatus.HELD,
+                              Job.stop_requested_at.is_(None))
             .values(status=JobStatus.DISPATCHED, runpod_job_id=runpod_job_id,
                     runpod_status="IN_QUEUE", dispatched_at=now, last_checked_at=now,
                     updated_at=now)
@@ -125,10 +143,10 @@ def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: 
 
 def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) -> None:
     """A job RunPod never ran (dispatch refused or retries exhausted): release, ``failed``."""
-    with transaction(factory) as s:
-        job = _locked(s, job_id)
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
         if job is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
-            _release(s, job, JobStatus.FAILED, reason)
+            release(s, job, JobStatus.FAILED, reason)
 
 
 class NotDispatchedYet(Exception):
@@ -156,16 +174,18 @@ def apply_status(factory: sessionmaker[Session], job_id: str,
     job; returns the job's status after, or None if it was not running.
 
     COMPLETED captures ``charge(quote, executionTime)`` and releases the rest;
-    FAILED / TIMED_OUT / CANCELLED / 404 release the whole hold. ``executionTime`` and
-    ``delayTime`` (RunPod, milliseconds) are recorded at the first terminal status.
+    FAILED / TIMED_OUT release the whole hold; CANCELLED settles by why it stopped
+    (``worker.stops``: the cancel policy, or expiry); 404 releases it all, ``lost`` and
+    flagged for operators. ``executionTime`` and ``delayTime`` (RunPod, milliseconds)
+    are recorded at the first terminal status.
     """
-    with transaction(factory) as s:
-        job = _locked(s, job_id)
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
         if job is None or job.status not in JobStatus.RUNNING:
             return None
         job.last_checked_at = job.updated_at = utcnow()
         if status is None:
-            _release(s, job, JobStatus.LOST, "RunPod no longer knows this job (404)")
+            lose(s, job)
             return job.status
         state = str(status.get("status", ""))
         job.runpod_status = state[:16]
@@ -173,25 +193,64 @@ def apply_status(factory: sessionmaker[Session], job_id: str,
             job.delay_ms = status["delayTime"]
         if state == "IN_PROGRESS":
             job.status = JobStatus.IN_PROGRESS
+            job.in_progress_at = job.in_progress_at or utcnow()
         elif state == "COMPLETED" or state in RELEASE_ON:
             _settle(s, job, state, status)
         return job.status
 
 
-def _settle(s: Session, job: Job, state: str, status: dict[str, Any]) -> None:
+def lose(s: Session, job: Job) -> None:
+    """RunPod forgot the job (404: results are kept 30 min, and nothing past its ttl):
+    nothing to bill on, so release it all; ``flagged`` puts it on the operators' list
+    (we may still owe RunPod for GPU time we cannot see)."""
+    job.flagged = True
+    log.warning("job %s (RunPod %s) lost: RunPod answers 404; released, flagged for operators",
+                job.id, job.runpod_job_id)
+    release(s, job, JobStatus.LOST, "RunPod no longer knows this job (404)")
+
+
+def record_timings(job: Job, status: dict[str, Any] | None) -> int:
+    """Keep RunPod ``executionTime``/``delayTime`` (ms) and our cost; returns execution ms."""
+    status = status or {}
+    if isinstance(status.get("delayTime"), int):
+        job.delay_ms = status["delayTime"]
     execution_ms = status.get("executionTime")
     if not isinstance(execution_ms, int) or execution_ms < 0:
-        # RunPod always reports it on a terminal status; without it bill the minimum.
-        log.warning("job %s: %s without executionTime", job.id, state)
-        execution_ms = 0
-    quote = job_quote(job)
+        return 0
     job.execution_ms = execution_ms
     # We pay RunPod for the GPU time whatever the outcome; the margin shows it.
-    job.runpod_cost_usd = runpod_cost_usd(quote, execution_ms)
+    job.runpod_cost_usd = runpod_cost_usd(job_quote(job), execution_ms)
+    return execution_ms
+
+
+def _settle(s: Session, job: Job, state: str, status: dict[str, Any]) -> None:
+    if not isinstance(status.get("executionTime"), int):
+        # RunPod always reports it on a terminal status; without it bill the minimum.
+        log.warning("job %s: %s without executionTime", job.id, state)
+    execution_ms = record_timings(job, status)
+    job.execution_ms = execution_ms
+    quote = job_quote(job)
     if state == "COMPLETED":
         settled = ops.capture(s, hold_id=job.hold_id, amount=charge(quote, execution_ms),
                               op_key=capture_key(job.id), ref=job.id)
         job.charge, job.released, job.output = settled.captured, settled.released, status.get("output")
-        _finish(job, JobStatus.COMPLETED)
+        finish(s, job, JobStatus.COMPLETED)
+    elif state == "CANCELLED" and job.stop_reason == STOP_EXPIRE:
+        release(s, job, JobStatus.EXPIRED, "hold expired", expired=True)
+    elif state == "CANCELLED" and job.stop_reason == STOP_CANCEL:
+        settle_cancelled(s, job, execution_ms)
     else:
-        _release(s, job, RELEASE_ON[state], str(status.get("error") or state))
+        release(s, job, RELEASE_ON[state], str(status.get("error") or state))
+
+
+def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
+    """A user-cancelled job that RunPod stopped after ``execution_ms`` of GPU time: the
+    frozen cancel policy decides — capture that time's price, or release everything."""
+    amount = cancel_charge(job_quote(job), execution_ms)
+    if amount and job.hold_id is not None:
+        settled = ops.capture(s, hold_id=job.hold_id, amount=amount,
+                              op_key=capture_key(job.id), ref=job.id)
+        job.charge, job.released = settled.captured, settled.released
+        finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
+    else:
+        release(s, job, JobStatus.CANCELLED, "cancelled by the user")

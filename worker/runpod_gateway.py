@@ -14,6 +14,8 @@ import requests
 import runpod
 from runpod.endpoint.runner import RunPodClient
 
+from worker import runpod_metrics
+
 
 class RunPodTransient(Exception):
     """A RunPod call that may succeed if retried (rate limit, server error, network)."""
@@ -52,14 +54,15 @@ class RunPodGateway:
     """Dispatch, status and cancel of serverless jobs.
 
     ``base_url`` is the ``/v2`` root (e.g. ``http://127.0.0.1:8010/v2``); ``api_key`` is
-    sent as ``Authorization: Bearer``.
+    sent as ``Authorization: Bearer``; ``timeout_s`` bounds each call (seconds) — a call
+    that outlives it is ``RunPodTransient``.
     """
 
-    def __init__(self, base_url: str, api_key: str) -> None:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
         # The SDK reads this module global whenever it builds a client.
         runpod.endpoint_url_base = base_url.rstrip("/")
-        self._api_key = api_key
-        self._client = RunPodClient(api_key=api_key)
+        self._client = runpod_metrics.Timed(RunPodClient(api_key=api_key))  # latency/errors
+        self._timeout = timeout_s
 
     def run(self, endpoint_id: str, job_input: dict[str, Any], *, webhook_url: str,
             execution_timeout_ms: int, ttl_ms: int) -> str:
@@ -76,7 +79,8 @@ class RunPodGateway:
             "policy": {"executionTimeout": execution_timeout_ms, "ttl": ttl_ms},
         }
         try:
-            return runpod.Endpoint(endpoint_id, api_key=self._api_key).run(request).job_id
+            # The SDK's RunPodClient.post, as Endpoint.run uses it, but with our timeout.
+            return str(self._client.post(f"{endpoint_id}/run", request, timeout=self._timeout)["id"])
         except Exception as exc:
             raise _classify(exc) from exc
 
@@ -87,8 +91,10 @@ class RunPodGateway:
         past its ttl). Body fields used: ``status``, ``executionTime`` and ``delayTime``
         (milliseconds), ``output``, ``error``. Raises ``RunPodTransient``, ``RunPodRejected``.
         """
-        return _unless_gone(lambda: self._client.get(f"{endpoint_id}/status/{runpod_job_id}"))
+        return _unless_gone(lambda: self._client.get(f"{endpoint_id}/status/{runpod_job_id}",
+                                                     timeout=self._timeout))
 
     def cancel(self, endpoint_id: str, runpod_job_id: str) -> dict[str, Any] | None:
         """``POST /v2/{endpoint_id}/cancel/{id}``; None if RunPod no longer knows it."""
-        return _unless_gone(lambda: self._client.post(f"{endpoint_id}/cancel/{runpod_job_id}", data=None))
+        return _unless_gone(lambda: self._client.post(f"{endpoint_id}/cancel/{runpod_job_id}",
+                                                      data=None, timeout=self._timeout))

@@ -1,9 +1,15 @@
 """Applying stored Stripe events to the ledger (design.md "Stripe").
 
-One handler per event type; unknown types are kept and marked ``ignored``. Each event
-is applied at most once: the event row is locked and its status compared, and the
-money behind it carries its own operation key (``topup:{checkout_session_id}``), so the
-same payment arriving as another event object credits nothing twice.
+One handler per event type (checkout here; refunds, disputes and invoices in
+``worker.stripe_refunds``); unknown types are kept and marked ``ignored``. Each event is
+applied at most once: the event row is locked and its status compared, and the money
+behind it carries its own operation key (``topup:{session_id}``, ``refund:{re_id}`` …),
+so the same payment arriving as another event object moves nothing twice.
+
+Outcomes: ``processed`` / ``ignored``; ``Rejected`` → ``failed`` with the reason;
+``NotYet`` (a refund before its top-up is credited, an invoice before its customer is
+linked) → stays ``received`` with the reason in ``last_error`` and is retried with
+backoff until ``stripe_pending_attempts`` attempts, then ``failed``.
 """
 from __future__ import annotations
 
@@ -15,70 +21,125 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger import operations as ops
+from ledger import topups
 from ledger.db import transaction
-from ledger.models import EventStatus, StripeEvent, Topup, utcnow
+from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
+from ledger.topups import NotYet, Rejected
 from pricing import load_packs
 
 log = logging.getLogger(__name__)
 USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+PENDING = "pending"  # process_event's answer for "retry later" (the row stays received)
 
-
-class EventRejected(Exception):
-    """The event cannot be applied as sent (unknown pack, amount mismatch, no wallet).
-
-    It is parked as ``failed`` with this reason for an operator, never dropped."""
-
-
+EventRejected = Rejected  # the name tasks and older callers use
 Handler = Callable[[Session, dict[str, Any], StripeEvent], str]
 
 
-def checkout_completed(s: Session, session: dict[str, Any], event: StripeEvent) -> str:
-    """``checkout.session.completed``: credit the pack's credits once per session.
+def _id(value: Any) -> str | None:
+    """A Stripe reference that may be an id or an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
 
-    Only ``payment_status == "paid"`` credits; an ``unpaid`` completion (delayed payment
-    methods) waits for ``async_payment_succeeded``. The wallet is
-    ``client_reference_id`` (or ``metadata.user_id``); the pack is ``metadata.pack``, and
-    Stripe's ``amount_total`` (cents) and ``currency`` must match the pack's price.
+
+def _session_topup(s: Session, session: dict[str, Any], *, create: bool) -> Topup | None:
+    """The stored top-up of a Checkout Session, locked.
+
+    Sessions made by ``POST /v1/topups`` have one. A session created elsewhere (the
+    dashboard, a Payment Link, before this version) gets one from ``metadata.pack`` and
+    ``client_reference_id`` when ``create``; the pack's price is then what is checked.
     """
-    if session.get("payment_status") != "paid":
-        return EventStatus.IGNORED
-    session_id = session.get("id")
+    session_id = _id(session.get("id"))
+    if session_id is None:
+        raise Rejected("checkout session without id")
+    topup = topups.by_session(s, session_id)
+    if topup is not None or not create:
+        return topup
     metadata = session.get("metadata") or {}
     user_id = session.get("client_reference_id") or metadata.get("user_id")
-    if not isinstance(session_id, str) or not session_id:
-        raise EventRejected("checkout session without id")
     if not isinstance(user_id, str) or not USER_ID.match(user_id):
-        raise EventRejected(f"session {session_id}: no valid client_reference_id / metadata.user_id")
+        raise Rejected(f"session {session_id}: no valid client_reference_id / metadata.user_id")
     pack = load_packs().get(str(metadata.get("pack")))
     if pack is None:
-        raise EventRejected(f"session {session_id}: unknown pack {metadata.get('pack')!r}")
-    if session.get("amount_total") != pack.price or session.get("currency") != pack.currency:
-        raise EventRejected(
-            f"session {session_id}: paid {session.get('amount_total')} {session.get('currency')}, "
-            f"pack {pack.id} costs {pack.price} {pack.currency}")
-    posted = ops.credit_topup(s, user_id=user_id, amount=pack.credits,
-                              op_key=f"topup:{session_id}", ref=session_id)
-    if not posted.replayed:
-        s.add(Topup(checkout_session_id=session_id, user_id=user_id, pack=pack.id,
-                    credits=pack.credits, amount_total=pack.price, currency=pack.currency,
-                    payment_intent_id=session.get("payment_intent"), status="credited",
-                    event_id=event.id, credited_at=utcnow()))
+        raise Rejected(f"session {session_id}: unknown pack {metadata.get('pack')!r}")
+    return topups.open_topup(s, session_id=session_id, user_id=user_id, pack=pack)
+
+
+def checkout_paid(s: Session, session: dict[str, Any], event: StripeEvent) -> str:
+    """``checkout.session.completed`` / ``checkout.session.async_payment_succeeded``:
+    credit the stored top-up once per session when ``payment_status == "paid"``.
+
+    An ``unpaid`` completion (a delayed payment method) only records the links and
+    waits for the async result (``ignored``: nothing applied). Stripe's ``amount_total``
+    (cents) and ``currency`` must equal the stored top-up, else it is flagged.
+    """
+    topup = _session_topup(s, session, create=True)
+    assert topup is not None
+    topups.link(s, topup, payment_intent=_id(session.get("payment_intent")),
+                customer=_id(session.get("customer")))
+    if session.get("payment_status") != "paid":
+        return EventStatus.IGNORED
+    status = topups.credit(s, topup, amount_total=session.get("amount_total"),
+                           currency=session.get("currency"), event_id=event.id)
+    if status == TopupStatus.MISMATCH:  # flagged on the top-up, parked on the event
+        event.last_error = topup.note
+        return EventStatus.FAILED
     return EventStatus.PROCESSED
 
 
-HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": checkout_completed,
-}
+def _closer(status: str, why: str) -> Handler:
+    def close(s: Session, session: dict[str, Any], event: StripeEvent) -> str:
+        topup = _session_topup(s, session, create=False)
+        if topup is None:
+            return EventStatus.IGNORED
+        topups.close(s, topup, status, f"{why} ({event.id})")
+        return EventStatus.PROCESSED
+
+    close.__doc__ = f"Close the session's open top-up without credit: {why}."
+    return close
 
 
-def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool) -> str | None:
-    """Apply stored event ``event_id`` once; returns its status after, None if unknown.
+def charge_succeeded(s: Session, charge: dict[str, Any], event: StripeEvent) -> str:
+    """``charge.succeeded``: remember the payment_intent ↔ charge link (no money).
+
+    A charge of one of our top-ups (its metadata, copied from
+    ``payment_intent_data.metadata``, names a pack) that arrives before the session's
+    completion waits for it; other charges are ignored.
+    """
+    pi = _id(charge.get("payment_intent"))
+    topup = topups.by_payment_intent(s, pi) if pi else None
+    if topup is None:
+        if pi and (charge.get("metadata") or {}).get("pack"):
+            raise NotYet(f"charge {charge.get('id')}: no top-up linked to {pi} yet")
+        return EventStatus.IGNORED
+    topups.link(s, topup, charge=_id(charge.get("id")))
+    return EventStatus.PROCESSED
+
+
+def _handlers() -> dict[str, Handler]:
+    from worker import stripe_refunds
+
+    return {
+        "checkout.session.completed": checkout_paid,
+        "checkout.session.async_payment_succeeded": checkout_paid,
+        "checkout.session.async_payment_failed": _closer(TopupStatus.FAILED, "async payment failed"),
+        "checkout.session.expired": _closer(TopupStatus.EXPIRED, "checkout session expired"),
+        "charge.succeeded": charge_succeeded,
+        **stripe_refunds.HANDLERS,
+    }
+
+
+def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool,
+                  max_attempts: int = 8) -> str | None:
+    """Apply stored event ``event_id`` once; returns its status after (``PENDING`` when
+    it waits for something not known yet), None if unknown.
 
     A ``livemode`` that differs from this deployment's is ignored (test-mode events never
-    touch a live ledger). ``EventRejected`` parks the event as ``failed``; other errors
-    propagate (the transaction rolls back, the task retries or records them).
+    touch a live ledger). ``Rejected`` parks the event as ``failed``; ``NotYet`` keeps it
+    ``received`` until ``max_attempts``, then parks it. Other errors propagate (the
+    transaction rolls back; the task retries or records them).
     """
+    handlers = _handlers()
     with transaction(factory) as s:
         event = s.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
         if event is None:
@@ -86,7 +147,7 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
         if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
             return event.status
         event.attempts += 1
-        handler = HANDLERS.get(event.type)
+        handler = handlers.get(event.type)
         if event.livemode != livemode:
             event.status, event.last_error = EventStatus.IGNORED, "livemode differs from deployment"
         elif handler is None:
@@ -95,11 +156,19 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
             obj = json.loads(event.payload)["data"]["object"]
             try:
                 with s.begin_nested():
-                    event.status = handler(s, obj, event)
                     event.last_error = None
-            except EventRejected as rejected:
+                    event.status = handler(s, obj, event)
+            except Rejected as rejected:
                 log.warning("stripe event %s rejected: %s", event_id, rejected)
                 event.status, event.last_error = EventStatus.FAILED, str(rejected)
+            except NotYet as waiting:
+                if event.attempts < max_attempts:
+                    event.status, event.last_error = EventStatus.RECEIVED, f"waiting: {waiting}"
+                    return PENDING
+                log.warning("stripe event %s parked after %d attempts: %s", event_id,
+                            event.attempts, waiting)
+                event.status = EventStatus.FAILED
+                event.last_error = f"gave up after {event.attempts} attempts: {waiting}"
         event.processed_at = utcnow()
         return event.status
 

@@ -9,6 +9,7 @@ errors are JSON ``{"error": message}`` with 400/401/404.
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -16,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from .config import EmulatorConfig
-from .engine import Engine, UnknownEndpoint
+from .engine import TIMEOUT, Engine, ScriptedFailure, UnknownEndpoint
 
 
 def create_app(config: EmulatorConfig) -> Flask:
@@ -40,6 +41,8 @@ def create_app(config: EmulatorConfig) -> Flask:
                                                                 config)
             return jsonify(engine.submit(endpoint_id, job_input, webhook=webhook,
                                          execution_timeout_ms=timeout_ms, ttl_ms=ttl_ms))
+        except ScriptedFailure as failure:
+            return _scripted(failure, config)
         except UnknownEndpoint:
             return _error(404, f"endpoint {endpoint_id} not found")
         except ValueError as exc:  # malformed body, policy or "emulator" overrides
@@ -49,12 +52,21 @@ def create_app(config: EmulatorConfig) -> Flask:
 
     @app.get("/v2/<endpoint_id>/status/<job_id>")
     def status(endpoint_id: str, job_id: str) -> ResponseReturnValue:
-        body = engine.status(endpoint_id, job_id)
+        try:
+            body = engine.status(endpoint_id, job_id)
+        except ScriptedFailure as failure:
+            return _scripted(failure, config)
         return jsonify(body) if body is not None else _error(404, "request does not exist")
 
     @app.post("/v2/<endpoint_id>/cancel/<job_id>")
     def cancel(endpoint_id: str, job_id: str) -> ResponseReturnValue:
         body = engine.cancel(endpoint_id, job_id)
+        return jsonify(body) if body is not None else _error(404, "request does not exist")
+
+    @app.get("/v2/<endpoint_id>/trace/<job_id>")
+    def trace(endpoint_id: str, job_id: str) -> ResponseReturnValue:
+        """Stand-in only: when /run arrived and the webhook left (benchmarks/job_overhead)."""
+        body = engine.trace(endpoint_id, job_id)
         return jsonify(body) if body is not None else _error(404, "request does not exist")
 
     @app.get("/v2/<endpoint_id>/health")
@@ -104,6 +116,15 @@ def _policy_ms(policy: dict[str, Any], key: str, low: int, high: int | None) -> 
         bound = f">= {low}" + (f" and <= {high}" if high is not None else "")
         raise ValueError(f"policy.{key} must be {bound} ms")
     return value
+
+
+def _scripted(failure: ScriptedFailure, config: EmulatorConfig) -> ResponseReturnValue:
+    """A failure scripted by ``input.emulator`` (``run_errors`` / ``status_errors``):
+    that HTTP status, or for ``"timeout"`` no answer for ``hang_s`` seconds, then 504."""
+    if failure.code == TIMEOUT:
+        time.sleep(config.hang_s)
+        return _error(504, "emulated timeout")
+    return _error(int(failure.code), f"emulated {failure.code}")
 
 
 def _error(code: int, message: str) -> ResponseReturnValue:

@@ -67,6 +67,8 @@ class EmulatorConfig:
     min_ttl_ms: int = 10_000
     max_ttl_ms: int = 7 * 24 * 3600 * 1000
     default_ttl_ms: int = 86_400_000
+    # A scripted "timeout" (input.emulator.run_errors) answers nothing for this long.
+    hang_s: float = 15.0
 
     def __post_init__(self) -> None:
         _require(self.result_retention_s >= 0, "result_retention_s must be >= 0")

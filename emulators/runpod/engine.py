@@ -30,7 +30,19 @@ log = logging.getLogger(__name__)
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 WEBHOOK_TIMEOUT_S = 5.0
 _POLL_S = 0.02  # how often a queued job re-checks cancel/ttl while waiting for a worker
-_OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook"}
+_OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook",
+              "run_errors", "status_errors", "forget_after_s", "webhook_twice"}
+# A scripted /run failure: an HTTP status to answer, or "timeout" (no answer in time).
+TIMEOUT = "timeout"
+
+
+class ScriptedFailure(Exception):
+    """A /run or /status call the job's ``input.emulator`` scripts to fail: ``code``
+    is the HTTP status to answer, or ``TIMEOUT`` (hang, then 504)."""
+
+    def __init__(self, code: int | str) -> None:
+        super().__init__(f"emulated {code}")
+        self.code = code
 
 
 class UnknownEndpoint(LookupError):
@@ -49,6 +61,9 @@ class Plan:
     error: str | None
     output: Any
     skip_webhook: bool = False  # a lost callback: only polling /status finds the result
+    status_errors: tuple[int, ...] = ()  # the first /status calls answer these codes
+    forget_after_s: float | None = None  # forgotten this long after submission (→ 404)
+    webhook_twice: bool = False  # RunPod delivering one callback twice
 
 
 @dataclass(eq=False)
@@ -69,10 +84,18 @@ class _Job:
     error: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)  # cancel or shutdown
 
+    status_calls: int = 0
+    # Stand-in only, for latency measurements: wall-clock (epoch s) /run arrival and
+    # the first completion-webhook send.
+    received_wall: float = field(default_factory=time.time)
+    webhook_sent_wall: float | None = None
+
     def forget_at(self, retention_s: float) -> float:
         # RunPod: ttl bounds the job's whole life from submission; results of a finished
         # job are kept for the retention period (docs "Send API requests").
         ttl_end = self.submitted_at + self.ttl_ms / 1000
+        if self.plan.forget_after_s is not None:
+            ttl_end = min(ttl_end, self.submitted_at + self.plan.forget_after_s)
         if self.finished_at is None:
             return ttl_end
         return min(ttl_end, self.finished_at + retention_s)
@@ -93,6 +116,13 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
             raise ValueError(f"input.emulator.{key} must be a number >= 0")
     if "fail" in overrides and not isinstance(overrides["fail"], str):
         raise ValueError("input.emulator.fail must be a string (the error message)")
+    run_errors(overrides)
+    status_errors = overrides.get("status_errors", [])
+    if not (isinstance(status_errors, list) and all(_is_error_code(c) for c in status_errors)):
+        raise ValueError("input.emulator.status_errors must be a list of HTTP error codes")
+    forget = overrides.get("forget_after_s")
+    if forget is not None and not (_is_number(forget) and forget >= 0):
+        raise ValueError("input.emulator.forget_after_s must be a number >= 0")
 
     duration = job_input.get("duration_s")
     execution_ms: float | None = profile.base_ms + (
@@ -110,7 +140,22 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
                 delay_ms=overrides.get("delay_ms", profile.delay_ms),
                 error=error,
                 output=overrides["output"] if "output" in overrides else default_output,
-                skip_webhook=bool(overrides.get("skip_webhook", False)))
+                skip_webhook=bool(overrides.get("skip_webhook", False)),
+                status_errors=tuple(status_errors), forget_after_s=forget,
+                webhook_twice=bool(overrides.get("webhook_twice", False)))
+
+
+def run_errors(overrides: dict[str, Any]) -> list[int | str]:
+    """``input.emulator.run_errors``: what the first /run calls of this job answer
+    instead of queueing it (HTTP error codes, or ``"timeout"``). ValueError if malformed."""
+    errors = overrides.get("run_errors", [])
+    if not (isinstance(errors, list) and all(_is_error_code(c) or c == TIMEOUT for c in errors)):
+        raise ValueError('input.emulator.run_errors must be a list of HTTP error codes or "timeout"')
+    return errors
+
+
+def _is_error_code(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
 
 
 class _Workers:
@@ -160,6 +205,7 @@ class Engine:
         self._finished: dict[str, dict[str, int]] = {}  # endpoint -> {"completed", "failed"}
         self._threads: set[threading.Thread] = set()
         self._closing = threading.Event()
+        self._run_calls: dict[str, int] = {}  # script key -> /run calls seen (run_errors)
 
     # ------------------------------------------------------------------ public API
 
@@ -176,6 +222,7 @@ class Engine:
             raise UnknownEndpoint(endpoint_id)
         if self._closing.is_set():
             raise RuntimeError("the RunPod stand-in is shutting down")
+        self._scripted_run_failure(job_input, webhook)
         job_id = str(uuid.uuid4())
         job = _Job(
             id=job_id, endpoint_id=endpoint_id, input=job_input, webhook=webhook,
@@ -201,7 +248,12 @@ class Engine:
         """
         with self._lock:
             job = self._find(endpoint_id, job_id)
-            return None if job is None else _body(job)
+            if job is None:
+                return None
+            job.status_calls += 1
+            if job.status_calls <= len(job.plan.status_errors):
+                raise ScriptedFailure(job.plan.status_errors[job.status_calls - 1])
+            return _body(job)
 
     def cancel(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
         """RunPod ``POST /cancel``: stops a queued/running job → ``{"id", "status":
@@ -256,6 +308,20 @@ class Engine:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None) -> None:
+        """Raise the next scripted /run failure of this job, if any. Retries of one job
+        share a key: its webhook URL (unique per job), else its input."""
+        overrides = job_input.get("emulator")
+        if not isinstance(overrides, dict) or not overrides.get("run_errors"):
+            return
+        errors = run_errors(overrides)
+        key = webhook or json.dumps(job_input, sort_keys=True)
+        with self._lock:
+            seen = self._run_calls.get(key, 0)
+            self._run_calls[key] = seen + 1
+        if seen < len(errors):
+            raise ScriptedFailure(errors[seen])
+
     # ------------------------------------------------------------------ execution
 
     def _execute(self, job: _Job) -> None:
@@ -301,7 +367,7 @@ class Engine:
             workers.release(slot)
         self._send_webhook(hook)
 
-    def _terminate(self, job: _Job, status: str) -> tuple[str, dict[str, Any]] | None:
+    def _terminate(self, job: _Job, status: str) -> tuple[str, dict[str, Any], int] | None:
         """Move ``job`` to a terminal ``status`` (caller holds the lock); returns the
         webhook to send, if any."""
         job.status, job.finished_at = status, time.monotonic()
@@ -313,13 +379,27 @@ class Engine:
         if not job.webhook or job.plan.skip_webhook:
             return None
         # RunPod posts the /status body to the webhook; the input rides along.
-        return job.webhook, {**_body(job), "input": job.input}
+        return job.webhook, {**_body(job), "input": job.input}, 2 if job.plan.webhook_twice else 1
 
     # ------------------------------------------------------------------ webhooks
 
-    def _send_webhook(self, hook: tuple[str, dict[str, Any]] | None) -> None:
+    def trace(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
+        """Stand-in only (not RunPod's API): ``{"received_at", "webhook_sent_at"}`` in
+        epoch seconds (the latter None until sent), or None when unknown."""
+        with self._lock:
+            job = self._find(endpoint_id, job_id)
+            if job is None:
+                return None
+            return {"id": job.id, "received_at": job.received_wall, "webhook_sent_at": job.webhook_sent_wall}
+
+    def _send_webhook(self, hook: tuple[str, dict[str, Any], int] | None) -> None:
         if hook is not None and not self._closing.is_set():
-            self._spawn(self._deliver, *hook, name="runpod-webhook")
+            url, body, copies = hook
+            with self._lock:
+                if (job := self._jobs.get(body.get("id", ""))) is not None and job.webhook_sent_wall is None:
+                    job.webhook_sent_wall = time.time()
+            for _ in range(copies):
+                self._spawn(self._deliver, url, body, name="runpod-webhook")
 
     def _deliver(self, url: str, body: dict[str, Any]) -> None:
         attempts = 1 + self.config.webhook_retries

@@ -308,7 +308,8 @@ def test_unreachable_webhook_does_not_hurt_the_server(standin: StandIn) -> None:
 def test_single_worker_queues_the_second_job(start: Callable[..., StandIn]) -> None:
     standin = start(endpoints={EP: EndpointProfile(workers=1, delay_ms=100)})
     endpoint = standin.endpoint()
-    first = run(endpoint, {"n": 1, "emulator": {"execution_ms": 300}})
+    # Long enough that a loaded machine cannot finish it before the health check.
+    first = run(endpoint, {"n": 1, "emulator": {"execution_ms": 1500}})
     second = run(endpoint, {"n": 2, "emulator": {"execution_ms": 300}})
     wait_until(lambda: first.status() == "IN_PROGRESS")
     health = endpoint.health()
@@ -351,3 +352,64 @@ def test_config_from_toml_and_dict() -> None:
         EmulatorConfig.from_dict({"endpoints": {"x": {"basems": 10}}})
     with pytest.raises(ValueError, match="workers"):
         EmulatorConfig.from_dict({"endpoints": {"x": {"workers": 0}}})
+
+
+# ---------------------------------------------------------------------------- scripted failures
+
+def test_run_errors_answer_in_turn_then_the_job_runs(start: Callable[..., StandIn],
+                                                      receiver: Receiver) -> None:
+    """``run_errors``: the first /run calls of one job (same webhook URL) answer the
+    scripted codes, a ``"timeout"`` answers nothing for ``hang_s``; then it is queued."""
+    standin = start(hang_s=0.5)
+    client = standin.client()
+    body = {"input": {"emulator": {"run_errors": [429, 503, "timeout"], "execution_ms": 10}},
+            "webhook": receiver.url}
+    for code in (429, 503):
+        with pytest.raises(requests.HTTPError) as err:
+            client.post(f"{EP}/run", body)
+        assert err.value.response.status_code == code
+    with pytest.raises(requests.Timeout):
+        client.post(f"{EP}/run", body, timeout=0.2)
+    job = client.post(f"{EP}/run", body)
+    assert job["status"] == "IN_QUEUE"
+    assert finish(Job(EP, job["id"], client)) == "COMPLETED"
+    assert standin.endpoint().health()["jobs"]["completed"] == 1  # the failed calls made no job
+
+
+def test_status_errors_then_the_real_status(standin: StandIn) -> None:
+    job = run(standin.endpoint(), {"emulator": {"execution_ms": 10, "status_errors": [500, 502]}})
+    for code in (500, 502):
+        with pytest.raises(requests.HTTPError) as err:
+            standin.raw_status(job)
+        assert err.value.response.status_code == code
+    assert finish(job) == "COMPLETED"
+
+
+def test_forget_after_makes_a_finished_job_404(standin: StandIn) -> None:
+    job = run(standin.endpoint(), {"emulator": {"execution_ms": 10, "forget_after_s": 0.3}})
+    assert finish(job) == "COMPLETED"
+    wait_until(lambda: _status_code(standin, job) == 404)
+
+
+def _status_code(standin: StandIn, job: Job) -> int:
+    try:
+        standin.raw_status(job)
+        return 200
+    except requests.HTTPError as err:
+        return err.response.status_code
+
+
+def test_webhook_sent_twice(standin: StandIn, receiver: Receiver) -> None:
+    job = run(standin.endpoint(), {"emulator": {"execution_ms": 10, "webhook_twice": True}},
+              webhook=receiver.url)
+    assert finish(job) == "COMPLETED"
+    wait_until(lambda: len(receiver.bodies) == 2)
+    assert receiver.bodies[0] == receiver.bodies[1] and receiver.bodies[0]["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize("emulator", [{"run_errors": [200]}, {"run_errors": "429"},
+                                      {"status_errors": ["timeout"]}, {"forget_after_s": -1}])
+def test_malformed_failure_scripts_are_400(standin: StandIn, emulator: dict[str, Any]) -> None:
+    with pytest.raises(requests.HTTPError) as err:
+        standin.client().post(f"{EP}/run", {"input": {"emulator": emulator}})
+    assert err.value.response.status_code == 400

@@ -1,7 +1,8 @@
 """Concurrent workers never overdraw a wallet and never end a hold twice.
 
-Each thread has its own DB connection and starts at a barrier, so the conditional
-UPDATEs really race on the database (PostgreSQL row locks / SQLite's write lock).
+Threads start at a barrier and up to 40 at a time hold their own DB connection, so the
+conditional UPDATEs really race on the database (PostgreSQL row locks / SQLite's write
+lock). Runs on both backends like the rest of the suite.
 """
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from typing import Any
 import pytest
 
 from ledger import operations as ops
-from ledger.db import transaction
+from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.errors import HoldClosed, InsufficientFunds
 from ledger.models import Wallet, utcnow
 
 pytestmark = pytest.mark.integration
-N = 50
+HOLDERS = 200  # concurrent holds on one wallet
+ENDERS = 100   # concurrent captures/releases of one hold
+
+
+@pytest.fixture(scope="module")
+def wide(db_url: str):  # type: ignore[no-untyped-def]
+    """Sessions on a pool of 40 connections, so up to 40 racers are inside the
+    database at once (PostgreSQL allows 100 connections in all)."""
+    engine = make_engine(db_url, pool_size=40, max_overflow=0, pool_timeout=120)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
@@ -45,22 +56,22 @@ def funded(sessions, prefix: str, credits: int) -> str:
     return u
 
 
-def test_50_concurrent_holds_never_overdraw(sessions, invariants) -> None:
-    u = funded(sessions, "hot", 200)
+def test_200_concurrent_holds_never_overdraw(wide, invariants) -> None:
+    u = funded(wide, "hot", 1000)
 
     def place(i: int) -> ops.HoldOutcome:
-        with transaction(sessions) as s:
+        with transaction(wide) as s:
             return ops.place_hold(s, user_id=u, amount=7, op_key=f"test:hold:{u}:{i}",
                                   expires_at=utcnow() + timedelta(hours=1))
 
-    results = race(N, place)
+    results = race(HOLDERS, place)
     held = [r for r in results if isinstance(r, ops.HoldOutcome)]
     refused = [r for r in results if isinstance(r, InsufficientFunds)]
-    assert len(held) + len(refused) == N, [r for r in results if isinstance(r, Exception) and r not in refused]
-    assert len(held) == 200 // 7  # every credit that could be held was, none more
-    with transaction(sessions) as s:
+    assert len(held) + len(refused) == HOLDERS, [r for r in results if isinstance(r, Exception) and r not in refused]
+    assert len(held) == 1000 // 7  # every credit that could be held was, none more
+    with transaction(wide) as s:
         w = s.get(Wallet, u)
-        assert (w.balance, w.held) == (200, 7 * len(held))
+        assert (w.balance, w.held) == (1000, 7 * len(held))
         assert w.available >= 0
     invariants()
 
@@ -82,23 +93,23 @@ def test_same_key_holds_race_to_one_hold(sessions, invariants) -> None:
     invariants()
 
 
-def test_racing_captures_and_releases_end_the_hold_once(sessions, invariants) -> None:
-    u = funded(sessions, "end", 100)
-    with transaction(sessions) as s:
+def test_100_racing_captures_and_releases_end_the_hold_once(wide, invariants) -> None:
+    u = funded(wide, "end", 100)
+    with transaction(wide) as s:
         h = ops.place_hold(s, user_id=u, amount=40, op_key=f"test:hold:{u}",
                            expires_at=utcnow() + timedelta(hours=1))
 
     def end(i: int) -> ops.Settlement:
-        with transaction(sessions) as s:
+        with transaction(wide) as s:
             if i % 2:
                 return ops.release(s, hold_id=h.hold_id, op_key=f"test:release:{u}:{i}")
             return ops.capture(s, hold_id=h.hold_id, amount=30, op_key=f"test:capture:{u}:{i}")
 
-    results = race(N, end)
+    results = race(ENDERS, end)
     winners = [r for r in results if isinstance(r, ops.Settlement)]
     assert len(winners) == 1, results
     assert all(isinstance(r, HoldClosed) for r in results if r is not winners[0])
-    with transaction(sessions) as s:
+    with transaction(wide) as s:
         w = s.get(Wallet, u)
         assert w.held == 0
         assert w.balance == (70 if winners[0].captured else 100)

@@ -15,23 +15,16 @@ from ledger.db import transaction
 from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, utcnow
 from pricing import JobParams, quote
-from tests.helpers import Api, wait_for
+from tests.helpers import Api
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)
 
 
-@pytest.fixture(scope="module")
-def api(stack) -> Api:
-    return Api(stack)
-
 
 def funded(api: Api) -> str:
-    user = f"o-{secrets.token_hex(4)}"
-    api.topup(user, "small")
-    wait_for(lambda: api.wallet(user)["balance"] == 500, 20, "top-up")
-    return user
+    return api.funded_user("o")
 
 
 def running(api: Api, user: str) -> dict:

@@ -202,3 +202,40 @@ def test_caller_rollback_undoes_the_operation(sessions, invariants) -> None:
     with transaction(sessions) as s:
         assert s.scalar(select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.op_key == k)) == 0
     invariants()
+
+
+def move(sessions: sessionmaker[Session], user_id: str, amount: int, kind: str, op_key: str,
+         allow_debt: bool = False) -> ops.Posted:
+    with transaction(sessions) as s:
+        return ops.transfer(s, user_id=user_id, amount=amount, counter=STRIPE_CLEARING, kind=kind,
+                            op_key=op_key, allow_debt=allow_debt)
+
+
+def test_debit_beyond_available_is_refused_and_writes_nothing(sessions, invariants) -> None:
+    u = user()
+    topup(sessions, u, 100)
+    hold(sessions, u, 60)
+    with pytest.raises(InsufficientFunds):
+        move(sessions, u, -41, ops.TxKind.ADJUST, key("adjust"))
+    assert wallet(sessions, u) == (100, 60)
+    move(sessions, u, -40, ops.TxKind.ADJUST, key("adjust"))
+    assert wallet(sessions, u) == (60, 60)
+    invariants()
+
+
+def test_clawback_may_take_a_wallet_into_debt_without_breaking_its_holds(sessions, invariants) -> None:
+    u = user()
+    topup(sessions, u, 100)
+    held = hold(sessions, u, 70)
+    k = key("refund")
+    move(sessions, u, -100, ops.TxKind.CLAWBACK, k, allow_debt=True)
+    again = move(sessions, u, -100, ops.TxKind.CLAWBACK, k, allow_debt=True)
+    assert again.replayed
+    assert wallet(sessions, u) == (0, 70)  # available −70: in debt, hold intact
+    with pytest.raises(InsufficientFunds):
+        hold(sessions, u, 1)
+    with transaction(sessions) as s:
+        assert s.get(Hold, held.hold_id).status == HoldStatus.OPEN
+    with pytest.raises(IdempotencyConflict):
+        move(sessions, u, -99, ops.TxKind.CLAWBACK, k, allow_debt=True)
+    invariants()

@@ -17,10 +17,6 @@ from tests.helpers import Api
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def api(stack) -> Api:
-    return Api(stack)
-
 
 def counts(sessions) -> tuple[int, int]:
     with transaction(sessions) as s:
@@ -156,4 +152,5 @@ def test_duplicate_stripe_delivery_is_200_and_stored_once(api, sessions) -> None
 def test_healthz(api) -> None:
     assert requests.get(f"{api.base}/healthz", timeout=5).json() == {"status": "ok"}
     ready = requests.get(f"{api.base}/readyz", timeout=5)
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "database": "ok", "migrations": "ok", "broker": "ok"}

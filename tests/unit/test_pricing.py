@@ -1,6 +1,8 @@
 """pricing: quotes, settlement amounts, rate-card lookup. Pure, no I/O but the data files."""
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -8,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from pricing import JOB_TYPES, JobParams, QuoteError, card_in_force, charge, load_packs, quote, runpod_cost_usd
+from pricing import RateCard, cancel_charge, quote_body
 from pricing.ratecard import RATECARD_DIR, card_by_version, load_ratecard
 
 
@@ -118,3 +121,32 @@ def test_packs_are_server_side_data() -> None:
     assert packs["small"].credits == 500 and packs["small"].price == 500
     assert packs["medium"].credits == 2200 and packs["medium"].price == 2000
     assert packs["large"].credits == 4000 and packs["large"].price == 3500
+
+
+def test_cancel_policy_charge_execution_bills_measured_time_capped_by_the_hold() -> None:
+    q = quote("framing", p())  # hold 8, 0.5 credits / GPU-s
+    assert q.cancel_policy == "charge_execution"  # the card's default
+    assert cancel_charge(q, 2300) == 2  # ceil(2.3 × 0.5)
+    assert cancel_charge(q, 600_000) == q.hold_credits
+    assert cancel_charge(q, 0) == 0  # cancelled before it ran: nothing, not the minimum
+
+
+def test_cancel_policy_free_bills_nothing() -> None:
+    q = dataclasses.replace(quote("framing", p()), cancel_policy="free")
+    assert cancel_charge(q, 2300) == 0
+
+
+def test_cancel_policy_per_job_type_overrides_the_card() -> None:
+    card = card_in_force()
+    jobs = {**card.jobs, "track": card.jobs["track"].model_copy(update={"cancel_policy": "free"})}
+    custom = card.model_copy(update={"jobs": jobs})
+    assert quote("track", p(), card=custom).cancel_policy == "free"
+    assert quote("framing", p(), card=custom).cancel_policy == "charge_execution"
+    with pytest.raises(ValidationError):
+        RateCard.model_validate({**card.model_dump(), "cancel_policy": "half"})
+
+
+def test_quote_body_is_what_the_api_shows() -> None:
+    assert quote_body(quote("overlay", p())) == {
+        "estimated_gpu_seconds": "15.000", "hold": 12, "max_gpu_seconds": 24,
+        "price_per_gpu_second": "0.5", "min_charge": 1, "ratecard_version": "2026-11-01"}

@@ -8,8 +8,10 @@ from gpubill.settings import Settings
 
 PROD_SECRETS = {
     "stripe_webhook_secret": "whsec_real", "runpod_api_key": "rpa_real",
-    "runpod_token_secret": "s3cret", "api_keys": "k1,k2",
+    "runpod_token_secret": "s3cret", "api_keys": "k1,k2", "stripe_secret_key": "sk_live_real",
     "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
+    "flower_basic_auth": "ops:real-password",
+    "notify_secret": "whsec_app_real",
 }
 
 
@@ -43,3 +45,13 @@ def test_keys_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("GPUBILL_API_KEYS", "")
     with pytest.raises(ValidationError, match="empty"):
         Settings()
+
+
+def test_production_refuses_the_development_stripe_key() -> None:
+    with pytest.raises(ValidationError, match="GPUBILL_STRIPE_SECRET_KEY"):
+        Settings(env="production", **{**PROD_SECRETS, "stripe_secret_key": "sk_test_gpubill_dev"})
+
+
+def test_production_refuses_the_development_notify_secret() -> None:
+    with pytest.raises(ValidationError, match="GPUBILL_NOTIFY_SECRET"):
+        Settings(env="production", **{**PROD_SECRETS, "notify_secret": "whsec_gpubill_dev_notify_secret"})

@@ -1,12 +1,13 @@
-"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod."""
+"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 from gpubill import queues
-from worker import context, lifecycle
+from worker import context, lifecycle, stops
 from worker.app import app
 from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
@@ -27,8 +28,10 @@ def place_hold(self, job_id: str) -> None:
 
 @app.task(name=queues.DISPATCH, bind=True, max_retries=MAX_RETRIES)
 def dispatch(self, job_id: str) -> None:
-    """Start a held job on RunPod. Transient RunPod errors retry with backoff and
-    jitter; a refusal or exhausted retries release the hold and fail the job."""
+    """Start a held job on RunPod. 429 / 5xx / timeouts retry with exponential backoff
+    and full jitter, at most ``GPUBILL_DISPATCH_MAX_RETRIES`` times; a refusal (other
+    4xx) or exhausted retries release the hold and fail the job with the reason."""
+    cfg = context.settings()
     try:
         order = lifecycle.dispatch_order(context.sessions(), job_id)
     except OperationalError as exc:
@@ -42,10 +45,12 @@ def dispatch(self, job_id: str) -> None:
                                 execution_timeout_ms=order.execution_timeout_ms,
                                 ttl_ms=order.ttl_ms)
     except RunPodTransient as exc:
-        if self.request.retries >= self.max_retries:
-            lifecycle.fail_before_run(context.sessions(), job_id, f"dispatch gave up: {exc}")
+        if self.request.retries >= cfg.dispatch_max_retries:
+            lifecycle.fail_before_run(context.sessions(), job_id,
+                                      f"dispatch gave up after {self.request.retries + 1} attempts: {exc}")
             return
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries, cfg.retry_backoff_s),
+                         max_retries=cfg.dispatch_max_retries)
     except RunPodRejected as exc:
         lifecycle.fail_before_run(context.sessions(), job_id, f"RunPod refused dispatch: {exc}")
         return
@@ -53,3 +58,43 @@ def dispatch(self, job_id: str) -> None:
         # The job moved on while /run was in flight: stop the GPU work nobody pays for.
         log.warning("job %s left 'held' during dispatch; cancelling RunPod job %s", job_id, runpod_id)
         gateway.cancel(order.endpoint_id, runpod_id)
+
+
+def _stop_and_fetch(where: tuple[str, str]) -> dict[str, Any] | None:
+    """RunPod ``/cancel`` then ``/status`` (its timings); None when RunPod forgot the job."""
+    gateway = context.runpod()
+    gateway.cancel(*where)
+    return gateway.status(*where)
+
+
+@app.task(name=queues.CANCEL, bind=True, max_retries=MAX_RETRIES)
+def cancel(self, job_id: str) -> str | None:
+    """A user's cancel: a job not on RunPod yet is released now; a running one is
+    stopped with RunPod ``/cancel`` and settled by the rate card's cancel policy."""
+    try:
+        where = stops.begin_cancel(context.sessions(), job_id)
+        if where is None:
+            return None
+        return lifecycle.apply_status(context.sessions(), job_id, _stop_and_fetch(where))
+    except (RunPodTransient, OperationalError) as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+    except RunPodRejected:
+        log.exception("job %s: RunPod refused the cancel; the poller settles it", job_id)
+        return None
+
+
+@app.task(name=queues.EXPIRE, bind=True, max_retries=MAX_RETRIES)
+def expire(self, job_id: str) -> str | None:
+    """A hold past ``expires_at`` (DB time): stop the RunPod job if any, then release
+    the hold as expired; the job ends ``expired`` unless it was settled first."""
+    try:
+        where = stops.begin_expire(context.sessions(), job_id)
+        if where is None:
+            return None
+        try:
+            status = _stop_and_fetch(where)
+        except RunPodRejected:
+            status = None  # still release: the hold has run out either way
+        return stops.settle_expired(context.sessions(), job_id, status)
+    except (RunPodTransient, OperationalError) as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries))

@@ -8,9 +8,11 @@ from worker.app import app
 
 @app.task(name=queues.POLL_SILENT)
 def poll_silent() -> int:
-    """Enqueue a status refresh for each running job RunPod has been silent about."""
+    """Enqueue a status refresh for each running job RunPod has been silent about
+    (backing off per job: ``GPUBILL_SILENT_AFTER_S`` × 2ⁿ, at most
+    ``GPUBILL_POLL_MAX_INTERVAL_S``)."""
     cfg = context.settings()
-    ids = sweeps.silent_jobs(context.sessions(), cfg.silent_after_s)
+    ids = sweeps.silent_jobs(context.sessions(), cfg.silent_after_s, cfg.poll_max_interval_s)
     return sum(context.publish(queues.REFRESH_STATUS, jid) for jid in ids)
 
 
@@ -20,3 +22,10 @@ def sweep_outbox() -> int:
     cfg = context.settings()
     work = sweeps.pending_outbox(context.sessions(), cfg.outbox_after_s)
     return sum(context.publish(name, rid) for name, rid in work)
+
+
+@app.task(name=queues.SWEEP_EXPIRED)
+def sweep_expired() -> int:
+    """Enqueue the expiry of every job whose hold ran past ``expires_at`` (DB time)."""
+    ids = sweeps.expired_holds(context.sessions())
+    return sum(context.publish(queues.EXPIRE, jid) for jid in ids)

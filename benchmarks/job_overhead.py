@@ -1,0 +1,110 @@
+"""Job overhead, excluding GPU time: request accepted → RunPod ``/run`` received, and
+RunPod completion webhook sent → capture committed; p50/p99 over ``--jobs`` jobs.
+
+    .venv/bin/python -m benchmarks.job_overhead [--jobs 1000] [--rate 20]
+
+Runs the whole service on PostgreSQL + Redis at 127.0.0.1 with the RunPod stand-in.
+Jobs are offered at a steady ``--rate`` (so the figures are per-job overhead, not queueing
+behind a backlog) and run 50 ms of emulated GPU time each. Times come from one clock
+(this machine): the 202 answer, the stand-in's trace of when ``/run`` arrived and when
+the completion webhook left (``GET /v2/{endpoint}/trace/{id}``, stand-in only), and the
+capture transaction's ``created_at`` (stamped inside the DB transaction that commits it).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from datetime import timezone
+from pathlib import Path
+
+import requests
+from sqlalchemy import select
+
+from benchmarks.common import machine, percentile, running_stack
+from emulators.stripe import events as stripe_events
+from gpubill.demo import Client
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.models import Job, JobStatus, LedgerTransaction
+from pricing import load_packs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=20, help="jobs offered per second")
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+        cfg = stack.settings
+        client = Client(stack.receiver_url, cfg)
+        pack = load_packs()["large"]
+        users = [f"overhead-{i}" for i in range(20)]
+        for u in users:
+            for _ in range(args.jobs // 200 + 1):
+                client.stripe_event(stripe_events.event("checkout.session.completed",
+                                    stripe_events.paid_checkout_session(user_id=u, pack="large",
+                                                                        amount_total=pack.price)))
+        sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
+        deadline = time.monotonic() + 120
+        while any(client.wallet(u)["balance"] == 0 for u in users):
+            if time.monotonic() > deadline:
+                raise SystemExit("top-ups not credited")
+            time.sleep(0.5)
+
+        accepted: dict[str, float] = {}
+        lock = threading.Lock()
+
+        def submit(i: int) -> None:
+            r = client.submit(users[i % len(users)], "framing", {"duration_s": 30, "resolution": "1080p"},
+                              {"emulator": {"execution_ms": 50}})
+            t = time.time()
+            if r.status_code == 202:
+                with lock:
+                    accepted[r.json()["job_id"]] = t
+
+        start = time.monotonic()
+        threads = []
+        for i in range(args.jobs):
+            time.sleep(max(0.0, start + i / args.rate - time.monotonic()))
+            th = threading.Thread(target=submit, args=(i,))
+            th.start()
+            threads.append(th)
+        for th in threads:
+            th.join()
+        deadline = time.monotonic() + 300
+        while True:
+            with transaction(sessions) as s:
+                jobs = s.scalars(select(Job).where(Job.id.in_(list(accepted)))).all()
+            if all(j.status in JobStatus.TERMINAL for j in jobs) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        with transaction(sessions) as s:
+            captured = {ref: at for ref, at in s.execute(
+                select(LedgerTransaction.ref, LedgerTransaction.created_at)
+                .where(LedgerTransaction.kind == "capture", LedgerTransaction.ref.in_(list(accepted))))}
+        to_run, to_capture = [], []
+        trace_auth = {"Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}
+        for job in jobs:
+            if job.runpod_job_id is None:
+                continue
+            trace = requests.get(f"{cfg.runpod_base_url}/{job.endpoint_id}/trace/{job.runpod_job_id}",
+                                 headers=trace_auth, timeout=5).json()
+            to_run.append((trace["received_at"] - accepted[job.id]) * 1000)
+            if job.id in captured and trace.get("webhook_sent_at"):
+                at = captured[job.id].replace(tzinfo=timezone.utc).timestamp()
+                to_capture.append((at - trace["webhook_sent_at"]) * 1000)
+        to_run.sort()
+        to_capture.sort()
+        done = sum(j.status == JobStatus.COMPLETED for j in jobs)
+        print(f"{len(accepted)} jobs accepted at {args.rate:g}/s, {done} completed and captured")
+        print(f"accepted → RunPod /run received:   p50 {percentile(to_run, 50):6.1f} ms   "
+              f"p99 {percentile(to_run, 99):6.1f} ms   (n={len(to_run)})")
+        print(f"webhook sent → capture committed: p50 {percentile(to_capture, 50):6.1f} ms   "
+              f"p99 {percentile(to_capture, 99):6.1f} ms   (n={len(to_capture)})")
+        sessions.kw["bind"].dispose()
+
+
+if __name__ == "__main__":
+    main()

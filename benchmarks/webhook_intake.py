@@ -1,0 +1,171 @@
+"""Webhook intake: Stripe events verified + stored + enqueued per second through the
+receiver under gunicorn, latency at a fixed offered load, the framework's ceiling on
+the same server settings, and the peak memory of the receiver and the worker.
+
+    .venv/bin/python -m benchmarks.webhook_intake [--seconds 10] [--rate 500] [--clients 4]
+
+Runs the whole service on PostgreSQL + Redis at 127.0.0.1. Workers are paused during
+the intake runs so the figures are the receiver's alone (the events wait in Redis and
+are processed afterwards; the run ends by checking every event was stored once and
+then applied once). Load comes from ``--clients`` processes on keep-alive connections.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from benchmarks.common import machine, peak_rss_mib, percentile, running_stack
+from emulators.stripe import events as stripe_events
+from gpubill.broker import free_port
+from gpubill.launcher import Stack
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.models import EventStatus, StripeEvent
+from pricing import load_packs
+
+
+def _bodies(secret: str, n: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
+    pack = load_packs()["small"]
+    out = []
+    for i in range(n):
+        session = stripe_events.paid_checkout_session(user_id=f"bench-{tag}-{i % 500}", pack="small",
+                                                      amount_total=pack.price)
+        out.append(stripe_events.signed(stripe_events.event("checkout.session.completed", session), secret))
+    return out
+
+
+def _client(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], seconds: float,
+            rate: float | None, ready: "mp.synchronize.Barrier", out: "mp.Queue[tuple[int, int, list[float], float]]") -> None:
+    """Send bodies for ``seconds``: as fast as answers come (rate None), or open-loop at
+    ``rate`` per second, latency counted from each request's scheduled time."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    latencies: list[float] = []
+    ok = bad = 0
+    ready.wait()
+    start = time.perf_counter()
+    i = 0
+    while True:
+        scheduled = start + i / rate if rate else time.perf_counter()
+        if scheduled - start >= seconds:
+            break
+        if rate and (delay := scheduled - time.perf_counter()) > 0:
+            time.sleep(delay)
+        body, headers = bodies[i % len(bodies)]
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        latencies.append(time.perf_counter() - scheduled)
+        ok, bad = (ok + 1, bad) if resp.status == 200 else (ok, bad + 1)
+        i += 1
+    out.put((ok, bad, latencies, time.perf_counter() - start))
+
+
+def _load(port: int, path: str, bodies: list[list[tuple[bytes, dict[str, str]]]], seconds: float,
+          rate: float | None) -> tuple[float, int, list[float]]:
+    """(answers per second, non-200 count, sorted latencies in ms) over all clients;
+    the rate is over the slowest client's elapsed time (a client that fell behind an
+    offered rate takes longer than ``seconds``)."""
+    clients = len(bodies)
+    out: mp.Queue[tuple[int, int, list[float], float]] = mp.Queue()
+    ready = mp.Barrier(clients)
+    procs = [mp.Process(target=_client, args=(port, path, bodies[c], seconds,
+                                             rate / clients if rate else None, ready, out))
+             for c in range(clients)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    ok = sum(r[0] for r in results)
+    bad = sum(r[1] for r in results)
+    lat = sorted(x * 1000 for r in results for x in r[2])
+    return (ok + bad) / max(r[3] for r in results), bad, lat
+
+
+def _bare_server(stack: Stack) -> tuple[subprocess.Popen[bytes], int]:
+    """gunicorn with the receiver's exact settings (config module, workers, threads,
+    logging) serving only ``return ""``: command-line bind and app override the config."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:gpubill.gunicorn_conf",
+            "--bind", f"127.0.0.1:{port}", "benchmarks.bare_app:create_app()"]
+    proc = subprocess.Popen(argv, env={**os.environ, **stack.env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("POST", "/")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("bare gunicorn did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rate", type=float, default=500, help="offered load for the latency run (events/s)")
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+        cfg = stack.settings
+        secret = cfg.stripe_webhook_secret.get_secret_value()
+        port = int(cfg.receiver_port)
+        per_client = int(max(args.rate, 3000) * args.seconds / args.clients) + 10
+        runs = {name: [_bodies(secret, n, f"{name}{c}") for c in range(args.clients)]
+                for name, n in (("warm", 500), ("max", per_client), ("paced", per_client))}
+        workers = [c.name for c in stack.children if c.name.startswith("worker")]
+        with ExitStack() as paused:
+            for name in workers:
+                paused.enter_context(stack.paused(name))
+            _load(port, "/webhooks/stripe", runs["warm"], 2, None)
+            rps, bad, lat = _load(port, "/webhooks/stripe", runs["max"], args.seconds, None)
+            print(f"intake, {args.clients} clients flat out: {rps:7.0f} events/s verified+stored+enqueued "
+                  f"(p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, non-200 {bad})")
+            prps, pbad, plat = _load(port, "/webhooks/stripe", runs["paced"], args.seconds, args.rate)
+            print(f"intake at {args.rate:.0f}/s offered: {prps:7.0f} events/s, p50 {percentile(plat, 50):.1f} ms, "
+                  f"p99 {percentile(plat, 99):.1f} ms, max {plat[-1]:.1f} ms, non-200 {pbad}")
+            bare, bare_port = _bare_server(stack)
+            try:
+                empty = [[(b"", {"Content-Type": "application/json"})]] * args.clients
+                _load(bare_port, "/", empty, 2, None)
+                brps, _, blat = _load(bare_port, "/", empty, args.seconds, None)
+            finally:
+                bare.kill()
+                bare.wait()
+            print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
+                  f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
+        print(f"peak RSS: receiver (gunicorn master + workers) {peak_rss_mib(stack.child('receiver').proc.pid):.0f} MiB")
+        sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with transaction(sessions) as s:
+                pending = s.scalar(select(func.count()).select_from(StripeEvent)
+                                   .where(StripeEvent.status == EventStatus.RECEIVED))
+                stored = s.scalar(select(func.count()).select_from(StripeEvent))
+            if pending == 0:
+                break
+            time.sleep(1)
+        for name in workers:
+            print(f"peak RSS: {name} (Celery main + pool) {peak_rss_mib(stack.child(name).proc.pid):.0f} MiB "
+                  f"after applying the backlog")
+        print(f"stored events {stored} (distinct ids among the answered requests), all applied by the "
+              f"workers afterwards: left unprocessed {pending}")
+        sys.exit(0 if pending == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

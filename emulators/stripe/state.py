@@ -1,0 +1,250 @@
+"""The Stripe stand-in's account: objects in memory and the operations that change them.
+
+Each operation returns the events Stripe would emit for it, in Stripe's order, as
+``event`` envelopes (fixture shape) holding a snapshot of the object; the app stores
+and delivers them. Thread-safe (one lock). Amounts in cents.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+from emulators.stripe import objects
+from emulators.stripe.events import event as envelope
+from emulators.stripe.events import new_id
+
+Obj = dict[str, Any]
+
+
+class NotFound(KeyError):
+    """No such object (the API answers 404 ``resource_missing``)."""
+
+
+class InvalidRequest(ValueError):
+    """The operation does not apply to the object's state (400)."""
+
+
+class StripeState:
+    """Checkout Sessions, PaymentIntents, Charges, Refunds, Disputes, Invoices, Events."""
+
+    KINDS = ("checkout.session", "payment_intent", "charge", "refund", "dispute", "invoice", "event")
+
+    def __init__(self, url_base: str = "http://127.0.0.1:8011") -> None:
+        self.lock = threading.RLock()
+        self.url_base = url_base
+        self.objects: dict[str, dict[str, Obj]] = {k: {} for k in self.KINDS}
+        self.order: dict[str, list[str]] = {k: [] for k in self.KINDS}  # creation order
+        self.pi_metadata: dict[str, dict[str, str]] = {}  # session id → payment_intent_data.metadata
+        self.idempotency: dict[str, tuple[str, Obj]] = {}
+
+    # -- storage -----------------------------------------------------------------------
+    def _put(self, kind: str, obj: Obj) -> Obj:
+        if obj["id"] not in self.objects[kind]:
+            self.order[kind].append(obj["id"])
+        self.objects[kind][obj["id"]] = obj
+        return obj
+
+    def get(self, kind: str, oid: str) -> Obj:
+        with self.lock:
+            try:
+                return copy.deepcopy(self.objects[kind][oid])
+            except KeyError:
+                raise NotFound(f"No such {kind}: '{oid}'") from None
+
+    def _obj(self, kind: str, oid: str) -> Obj:
+        try:
+            return self.objects[kind][oid]
+        except KeyError:
+            raise NotFound(f"No such {kind}: '{oid}'") from None
+
+    def list(self, kind: str, *, limit: int = 10, starting_after: str | None = None,
+             **filters: str) -> tuple[list[Obj], bool]:
+        """Newest first, like Stripe's list endpoints; ``filters`` match top-level fields."""
+        with self.lock:
+            ids = list(reversed(self.order[kind]))
+            if starting_after is not None:
+                ids = ids[ids.index(starting_after) + 1:] if starting_after in ids else []
+            found = [o for o in (self.objects[kind][i] for i in ids)
+                     if all(o.get(k) == v for k, v in filters.items())]
+            return copy.deepcopy(found[:limit]), len(found) > limit
+
+    def _events(self, *items: tuple[str, Obj]) -> list[Obj]:
+        out = []
+        for type_, obj in items:
+            ev = envelope(type_, obj)
+            self._put("event", ev)
+            out.append(copy.deepcopy(ev))
+        return out
+
+    # -- Checkout ----------------------------------------------------------------------
+    def create_session(self, params: Obj, idempotency_key: str | None) -> Obj:
+        """``POST /v1/checkout/sessions`` (payment mode, ``price_data`` line items)."""
+        with self.lock:
+            if idempotency_key and idempotency_key in self.idempotency:
+                prior_params, sid = self.idempotency[idempotency_key][0], self.idempotency[idempotency_key][1]["id"]
+                if prior_params != repr(params):
+                    raise InvalidRequest("idempotency_error: Keys for idempotent requests can only be "
+                                         "used with the same parameters they were first used with.")
+                return self.get("checkout.session", sid)
+            if params.get("mode") != "payment":
+                raise InvalidRequest("the stand-in supports mode=payment only")
+            items = params.get("line_items")
+            if not isinstance(items, list) or not items:
+                raise InvalidRequest("line_items is required")
+            total, currency = 0, None
+            for item in items:
+                price = item.get("price_data") or {}
+                try:
+                    total += int(price["unit_amount"]) * int(item.get("quantity", 1))
+                except (KeyError, TypeError, ValueError):
+                    raise InvalidRequest("line_items[].price_data.unit_amount is required") from None
+                currency = price.get("currency")
+            if not params.get("success_url"):
+                raise InvalidRequest("success_url is required")
+            session = objects.checkout_session(
+                amount_total=total, currency=str(currency), url_base=self.url_base,
+                client_reference_id=params.get("client_reference_id"),
+                metadata=dict(params.get("metadata") or {}), success_url=params["success_url"],
+                cancel_url=params.get("cancel_url") or "")
+            self._put("checkout.session", session)
+            self.pi_metadata[session["id"]] = dict((params.get("payment_intent_data") or {}).get("metadata") or {})
+            if idempotency_key:
+                self.idempotency[idempotency_key] = (repr(params), session)
+            return copy.deepcopy(session)
+
+    def _open_session(self, sid: str) -> Obj:
+        session = self._obj("checkout.session", sid)
+        if session["status"] != "open":
+            raise InvalidRequest(f"session {sid} is {session['status']}")
+        return session
+
+    def _charge_for(self, session: Obj, pi: Obj) -> Obj:
+        ch = objects.charge(amount=session["amount_total"], currency=session["currency"],
+                            payment_intent=pi["id"], customer=session["customer"],
+                            metadata=pi["metadata"])
+        pi.update(status="succeeded", latest_charge=ch["id"], amount_received=pi["amount"])
+        return self._put("charge", ch)
+
+    def pay(self, sid: str, method: str = "card", outcome: str = "succeeded") -> list[Obj]:
+        """The customer pays session ``sid``: by ``card`` (paid at once) or a ``delayed``
+        method (completed ``unpaid``, then ``outcome`` succeeded / failed / pending)."""
+        with self.lock:
+            session = self._open_session(sid)
+            customer = new_id("cus")
+            pi = self._put("payment_intent", objects.payment_intent(
+                amount=session["amount_total"], currency=session["currency"], customer=customer,
+                metadata=self.pi_metadata.get(sid, {}), status="processing"))
+            session.update(status="complete", payment_intent=pi["id"], customer=customer)
+            if method == "card":
+                ch = self._charge_for(session, pi)
+                session["payment_status"] = "paid"
+                return self._events(("charge.succeeded", ch), ("payment_intent.succeeded", pi),
+                                    ("checkout.session.completed", session))
+            if method != "delayed":
+                raise InvalidRequest(f"unknown payment method {method!r}")
+            events = self._events(("payment_intent.processing", pi), ("checkout.session.completed", session))
+            return events + (self.settle_delayed(sid, outcome) if outcome != "pending" else [])
+
+    def settle_delayed(self, sid: str, outcome: str) -> list[Obj]:
+        """The delayed payment of session ``sid`` ends: ``succeeded`` or ``failed``."""
+        with self.lock:
+            session = self._obj("checkout.session", sid)
+            if session["status"] != "complete" or session["payment_status"] != "unpaid":
+                raise InvalidRequest(f"session {sid} has no pending delayed payment")
+            pi = self._obj("payment_intent", session["payment_intent"])
+            if outcome == "succeeded":
+                ch = self._charge_for(session, pi)
+                session["payment_status"] = "paid"
+                return self._events(("charge.succeeded", ch), ("payment_intent.succeeded", pi),
+                                    ("checkout.session.async_payment_succeeded", session))
+            if outcome == "failed":
+                pi["status"] = "requires_payment_method"
+                return self._events(("payment_intent.payment_failed", pi),
+                                    ("checkout.session.async_payment_failed", session))
+            raise InvalidRequest(f"unknown outcome {outcome!r}")
+
+    def expire(self, sid: str) -> list[Obj]:
+        with self.lock:
+            session = self._open_session(sid)
+            session["status"] = "expired"
+            return self._events(("checkout.session.expired", session))
+
+    # -- money going back --------------------------------------------------------------
+    def charge_of(self, sid_or_charge: str) -> Obj:
+        """The charge of a paid session, or the charge itself."""
+        if sid_or_charge.startswith("ch_"):
+            return self._obj("charge", sid_or_charge)
+        session = self._obj("checkout.session", sid_or_charge)
+        pi = self.objects["payment_intent"].get(session.get("payment_intent") or "")
+        if not pi or not pi.get("latest_charge"):
+            raise InvalidRequest(f"session {sid_or_charge} is not paid")
+        return self._obj("charge", pi["latest_charge"])
+
+    def refund(self, target: str, amount: int | None = None, list_refunds: bool = False) -> list[Obj]:
+        """Refund ``amount`` cents (default: what is left) of a paid session's charge.
+        ``charge.refunded`` lists the refunds only with ``list_refunds`` (API versions
+        since 2022-11-15 leave them out, so consumers re-fetch them)."""
+        with self.lock:
+            ch = self.charge_of(target)
+            left = ch["amount"] - ch["amount_refunded"]
+            amount = left if amount is None else amount
+            if not 0 < amount <= left:
+                raise InvalidRequest(f"refund of {amount} exceeds the {left} left on {ch['id']}")
+            re = self._put("refund", objects.refund(amount=amount, currency=ch["currency"],
+                                                     charge_id=ch["id"], payment_intent=ch["payment_intent"]))
+            ch["amount_refunded"] += amount
+            ch["refunded"] = ch["amount_refunded"] == ch["amount"]
+            ch["refunds"]["data"].insert(0, copy.deepcopy(re))
+            ch["refunds"]["total_count"] = len(ch["refunds"]["data"])
+            snapshot = copy.deepcopy(ch)
+            if not list_refunds:
+                snapshot.pop("refunds")
+            return self._events(("refund.created", re), ("charge.refunded", snapshot))
+
+    def fail_refund(self, refund_id: str) -> list[Obj]:
+        """A refund fails after it was made (the money comes back to the merchant)."""
+        with self.lock:
+            re = self._obj("refund", refund_id)
+            if re["status"] in ("failed", "canceled"):
+                raise InvalidRequest(f"refund {refund_id} already {re['status']}")
+            re.update(status="failed", failure_reason="expired_or_canceled_card")
+            ch = self._obj("charge", re["charge"])
+            ch["amount_refunded"] -= re["amount"]
+            ch["refunded"] = False
+            for listed in ch["refunds"]["data"]:
+                if listed["id"] == refund_id:
+                    listed.update(status="failed", failure_reason="expired_or_canceled_card")
+            return self._events(("refund.updated", re), ("refund.failed", re))
+
+    def dispute(self, target: str, amount: int | None = None) -> list[Obj]:
+        """The cardholder disputes a paid session's charge; funds are withdrawn."""
+        with self.lock:
+            ch = self.charge_of(target)
+            amount = ch["amount"] - ch["amount_refunded"] if amount is None else amount
+            dp = self._put("dispute", objects.dispute(amount=amount, currency=ch["currency"],
+                                                       charge_id=ch["id"], payment_intent=ch["payment_intent"]))
+            ch["disputed"] = True
+            return self._events(("charge.dispute.created", dp), ("charge.dispute.funds_withdrawn", dp))
+
+    def close_dispute(self, dispute_id: str, outcome: str) -> list[Obj]:
+        """The dispute ends ``won`` (funds reinstated) or ``lost``."""
+        with self.lock:
+            dp = self._obj("dispute", dispute_id)
+            if dp["status"] in ("won", "lost"):
+                raise InvalidRequest(f"dispute {dispute_id} already {dp['status']}")
+            if outcome == "won":
+                dp["status"] = "won"
+                return self._events(("charge.dispute.funds_reinstated", dp), ("charge.dispute.closed", dp))
+            if outcome == "lost":
+                dp["status"] = "lost"
+                return self._events(("charge.dispute.closed", dp))
+            raise InvalidRequest(f"unknown outcome {outcome!r}")
+
+    # -- subscriptions -----------------------------------------------------------------
+    def pay_invoice(self, customer: str, price: str, amount: int = 2500, quantity: int = 1) -> list[Obj]:
+        """A subscription invoice for ``customer`` and Stripe Price ``price`` is paid."""
+        with self.lock:
+            inv = self._put("invoice", objects.invoice(customer=customer, price=price, amount=amount,
+                                                        quantity=quantity))
+            return self._events(("invoice.paid", inv), ("invoice.payment_succeeded", inv))

@@ -1,0 +1,144 @@
+"""A wallet's ledger entries, newest first, with cursor pagination.
+
+An entry is either a money transaction on the wallet (top-up, grant, claw-back, restore,
+adjust, capture) or a hold event (a hold placed; a hold released or expired). Captured
+holds show as their ``capture`` transaction; the remainder a capture frees is part of
+that same transaction, so it has no entry of its own.
+
+Amounts are signed int credits as they affect the wallet: transactions on ``balance``
+(a capture is negative); ``hold`` is the amount reserved; ``release``/``expire`` the
+amount freed. ``ref`` is the Stripe object (``cs_``, ``re_``, ``dp_``, ``in_``) or job id.
+
+Used by ``GET /v1/wallets/{user_id}/entries`` and ``gpubill wallet entries``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from ledger.models import Hold, HoldStatus, LedgerTransaction
+
+MAX_LIMIT = 200
+
+# Tie-breakers among entries with the same timestamp: a hold placed sorts before the
+# transaction that captures it and before its own release (newest first = highest).
+_TX, _HOLD, _HOLD_END = 1, 0, 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry of a wallet (see module doc for ``kind`` and ``amount``)."""
+
+    id: str
+    kind: str
+    amount: int
+    op_key: str
+    ref: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class EntriesPage:
+    """A page of entries, newest first; ``next_cursor`` is None on the last page."""
+
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+def _encode(at: datetime, src: int, rid: int) -> str:
+    raw = json.dumps([at.isoformat(), src, rid], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, src, rid = json.loads(raw)
+        if not (isinstance(src, int) and isinstance(rid, int)):
+            raise TypeError("cursor ids are not integers")
+        return datetime.fromisoformat(at), src, rid
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ValueError(f"invalid cursor {cursor!r}") from None
+
+
+def _before(at_col, src: int, rid_col, cursor: tuple[datetime, int, int] | None):  # type: ignore[no-untyped-def]
+    """``(at, src, rid) < cursor`` for a branch whose ``src`` is the constant ``src``."""
+    if cursor is None:
+        return true()
+    at, c_src, c_rid = cursor
+    if src < c_src:
+        return at_col <= at
+    if src > c_src:
+        return at_col < at
+    return or_(at_col < at, and_(at_col == at, rid_col < c_rid))
+
+
+def _union(user_id: str, cursor: tuple[datetime, int, int] | None, n: int):  # type: ignore[no-untyped-def]
+    """The three kinds of entries, each branch cut to its newest ``n`` after the cursor
+    (walking an index on ``(user_id, time, id)``), so a page costs the same on a wallet
+    with ten entries or a million."""
+    tx = select(
+        LedgerTransaction.created_at.label("at"), literal(_TX, Integer).label("src"),
+        LedgerTransaction.id.label("rid"), LedgerTransaction.kind.label("kind"),
+        case((LedgerTransaction.kind == "capture", -LedgerTransaction.amount),
+             else_=LedgerTransaction.amount).label("amount"),
+        LedgerTransaction.op_key.label("op_key"), LedgerTransaction.ref.label("ref"),
+    ).where(LedgerTransaction.user_id == user_id,
+            _before(LedgerTransaction.created_at, _TX, LedgerTransaction.id, cursor)
+            ).order_by(LedgerTransaction.created_at.desc(), LedgerTransaction.id.desc()).limit(n)
+    placed = select(
+        Hold.created_at.label("at"), literal(_HOLD, Integer).label("src"), Hold.id.label("rid"),
+        literal("hold", String).label("kind"), Hold.amount.label("amount"),
+        Hold.op_key.label("op_key"), Hold.job_id.label("ref"),
+    ).where(Hold.user_id == user_id, _before(Hold.created_at, _HOLD, Hold.id, cursor)
+            ).order_by(Hold.created_at.desc(), Hold.id.desc()).limit(n)
+    ended = select(
+        Hold.closed_at.label("at"), literal(_HOLD_END, Integer).label("src"), Hold.id.label("rid"),
+        case((Hold.status == HoldStatus.EXPIRED, "expire"), else_="release").label("kind"),
+        Hold.amount.label("amount"), cast(Hold.close_key, String).label("op_key"),
+        Hold.job_id.label("ref"),
+    ).where(Hold.user_id == user_id, Hold.status.in_((HoldStatus.RELEASED, HoldStatus.EXPIRED)),
+            _before(Hold.closed_at, _HOLD_END, Hold.id, cursor)
+            ).order_by(Hold.closed_at.desc(), Hold.id.desc()).limit(n)
+    # Each limited branch as a subquery: SQLite allows no ORDER BY/LIMIT in a bare UNION member.
+    branches = [select(b.subquery()) for b in (tx, placed, ended)]
+    return union_all(*branches).subquery("entries")
+
+
+def _entry_id(src: int, rid: int) -> str:
+    return {_TX: f"tx_{rid}", _HOLD: f"hold_{rid}", _HOLD_END: f"hold_{rid}_end"}[src]
+
+
+def page(session: Session, user_id: str, *, cursor: str | None = None,
+         limit: int = 50) -> EntriesPage:
+    """Up to ``limit`` (1–200) entries of ``user_id``'s wallet, newest first, after
+    ``cursor`` (the previous page's ``next_cursor``). Unknown wallet → empty page.
+
+    Raises ``ValueError`` for a malformed cursor or a limit out of range.
+    """
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    u = _union(user_id, _decode(cursor) if cursor is not None else None, limit + 1)
+    query = select(u).order_by(u.c.at.desc(), u.c.src.desc(), u.c.rid.desc()).limit(limit + 1)
+    rows = session.execute(query).all()
+    entries = [Entry(id=_entry_id(r.src, r.rid), kind=r.kind, amount=int(r.amount),
+                     op_key=r.op_key, ref=r.ref, created_at=r.at) for r in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return EntriesPage(entries, _encode(last.at, last.src, last.rid) if last else None)

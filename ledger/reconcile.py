@@ -1,0 +1,211 @@
+"""Reconciliation: every invariant of design.md over the whole ledger, plus Stripe-side
+consistency, with a per-check summary; the nightly run is recorded in ``reconcile_runs``.
+
+Checks marked ``@keyed`` run chunk by chunk over their subject's key (``CHUNK`` keys per
+statement), so a large ledger never needs one huge statement and a progress callback
+can advance as chunks finish. Everything runs in one read transaction — a REPEATABLE
+READ snapshot on PostgreSQL — so every check sees the same ledger while money moves.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.invariants import CHECKS, Violation, keyed
+from ledger.models import (
+    LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
+)
+from ledger.topups import share
+
+CHUNK = 5_000
+SAMPLE = 100  # violations kept in a recorded summary
+
+Progress = Callable[[int], None]
+
+PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+
+
+@keyed(StripeEvent.id, "paid sessions credited (stripe)")
+def _paid_sessions_credited(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Every processed paid-session event has its top-up credited by exactly one
+    ``topup`` transaction of the top-up's credits to its user."""
+    out: list[Violation] = []
+    events = s.execute(select(StripeEvent.id, StripeEvent.payload).where(
+        within, StripeEvent.type.in_(PAID_EVENTS), StripeEvent.status == "processed")).all()
+    sessions: dict[str, str] = {}
+    for event_id, payload in events:
+        try:
+            obj = json.loads(payload)["data"]["object"]
+        except (ValueError, KeyError, TypeError):
+            out.append(Violation(5, f"stripe event {event_id}", "processed, but its payload is unreadable"))
+            continue
+        if obj.get("payment_status") == "paid" and obj.get("id"):
+            sessions[obj["id"]] = event_id
+    if not sessions:
+        return out
+    credited = dict(s.execute(select(LedgerTransaction.ref, func.count()).where(
+        LedgerTransaction.kind == "topup", LedgerTransaction.ref.in_(sessions))
+        .group_by(LedgerTransaction.ref)).all())
+    topups = {t.checkout_session_id: t for t in s.scalars(
+        select(Topup).where(Topup.checkout_session_id.in_(sessions)))}
+    for sid, event_id in sessions.items():
+        topup, n = topups.get(sid), credited.get(sid, 0)
+        if topup is None or topup.status != TopupStatus.CREDITED or n != 1:
+            state = topup.status if topup is not None else "no top-up row"
+            out.append(Violation(5, f"checkout session {sid}",
+                                 f"paid ({event_id}) but {state}, {n} top-up transactions"))
+    return out
+
+
+_paid_sessions_credited.chunk = 500  # type: ignore[attr-defined]  # raw payloads: smaller chunks
+
+
+@keyed(Topup.id, "top-up credits match (stripe)")
+def _topup_amounts(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """A credited top-up's transaction moved exactly its credits to its user."""
+    rows = s.execute(
+        select(Topup.checkout_session_id, Topup.user_id, Topup.credits,
+               LedgerTransaction.user_id, LedgerTransaction.amount)
+        .join(LedgerTransaction, and_(LedgerTransaction.kind == "topup",
+                                      LedgerTransaction.ref == Topup.checkout_session_id))
+        .where(within, or_(LedgerTransaction.amount != Topup.credits,
+                           LedgerTransaction.user_id != Topup.user_id)))
+    return [Violation(5, f"checkout session {sid}",
+                      f"top-up of {credits} for {user} posted as {amount} for {tx_user}")
+            for sid, user, credits, tx_user, amount in rows]
+
+
+@keyed(Reversal.id, "refunds clawed back once (stripe)")
+def _reversals_clawed_once(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Each refund/dispute has at most one claw-back and one restore transaction (that
+    they net to its recorded ``clawed`` is invariant 5's ``_reversals``)."""
+    n_claw = func.count(LedgerTransaction.id).filter(LedgerTransaction.kind == "clawback")
+    n_restore = func.count(LedgerTransaction.id).filter(LedgerTransaction.kind == "restore")
+    rows = s.execute(
+        select(Reversal.id, n_claw, n_restore)
+        .join(LedgerTransaction, and_(LedgerTransaction.ref == Reversal.id,
+                                      LedgerTransaction.kind.in_(("clawback", "restore"))))
+        .where(within).group_by(Reversal.id).having(or_(n_claw > 1, n_restore > 1)))
+    return [Violation(5, f"reversal {rid}", f"{c} claw-backs and {r} restores") for rid, c, r in rows]
+
+
+@keyed(Topup.id, "top-up claw-backs = refunded share (stripe)")
+def _topup_clawed_share(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Credits clawed back over a top-up's reversals equal the share Stripe took back."""
+    rows = s.execute(
+        select(Topup.checkout_session_id, Topup.credits, Topup.amount_total, Reversal.status,
+               Reversal.amount, Reversal.clawed)
+        .join(Reversal, Reversal.topup_id == Topup.id).where(within).order_by(Topup.id)).all()
+    per: dict[str, list[Any]] = {}
+    for sid, credits, total, status, amount, clawed in rows:
+        acc = per.setdefault(sid, [credits, total, 0, 0])
+        acc[2] += amount if status in ReversalStatus.TAKEN else 0
+        acc[3] += clawed
+    return [Violation(5, f"checkout session {sid}",
+                      f"Stripe took {taken} cents back → {share(credits, total, taken)} credits, "
+                      f"{clawed} clawed back")
+            for sid, (credits, total, taken, clawed) in per.items()
+            if share(credits, total, taken) != clawed]
+
+
+def stripe_checks() -> tuple[Callable[..., list[Violation]], ...]:
+    """Stripe-side consistency checks (same shape as ``ledger.invariants.CHECKS``)."""
+    return (_paid_sessions_credited, _topup_amounts, _reversals_clawed_once, _topup_clawed_share)
+
+
+@dataclass
+class CheckResult:
+    """One summary row: ``examined`` subject rows (None for a check run whole)."""
+
+    name: str
+    examined: int | None
+    violations: list[Violation] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    results: list[CheckResult]
+
+    @property
+    def violations(self) -> list[Violation]:
+        return [v for r in self.results for v in r.violations]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able: per-check rows, the violation count and the first ``SAMPLE``."""
+        found = self.violations
+        return {"checks": [{"name": r.name, "examined": r.examined, "violations": len(r.violations)}
+                           for r in self.results],
+                "violations": len(found), "sample": [str(v) for v in found[:SAMPLE]]}
+
+
+def all_checks() -> tuple[Callable[..., list[Violation]], ...]:
+    return (*CHECKS, *stripe_checks())
+
+
+def check_name(check: Callable[..., list[Violation]]) -> str:
+    return getattr(check, "check_name", check.__name__.strip("_").replace("_", " "))
+
+
+def _domain(check: Callable[..., list[Violation]]) -> Any:
+    key = getattr(check, "key", None)
+    return None if key is None else select(key).where(key.is_not(None)).distinct()
+
+
+def work(s: Session) -> int:
+    """Progress units of a full run: subject keys of the keyed checks, 1 per other check."""
+    total = 0
+    for check in all_checks():
+        dom = _domain(check)
+        total += 1 if dom is None else s.scalar(select(func.count()).select_from(dom.subquery()))
+    return total
+
+
+def _chunks(s: Session, key: Any, size: int) -> Iterator[tuple[ColumnElement[bool], int]]:
+    """(condition selecting the next ``size`` distinct key values, how many) until done."""
+    lo = None
+    while True:
+        q = select(key).where(key.is_not(None)).distinct().order_by(key).limit(size)
+        keys = s.scalars(q if lo is None else q.where(key > lo)).all()
+        if not keys:
+            return
+        yield (key <= keys[-1] if lo is None else and_(key > lo, key <= keys[-1])), len(keys)
+        lo = keys[-1]
+        if len(keys) < size:
+            return
+
+
+def run_checks(s: Session, progress: Progress = lambda n: None, chunk: int = CHUNK) -> Report:
+    """Run every check (invariants 1–6, then Stripe-side) in session ``s``; ``progress(n)``
+    is called as ``n`` more units of ``work(s)`` are done."""
+    results: list[CheckResult] = []
+    for check in all_checks():
+        key = getattr(check, "key", None)
+        if key is None:
+            results.append(CheckResult(check_name(check), None, check(s)))
+            progress(1)
+            continue
+        result = CheckResult(check_name(check), 0)
+        for within, n in _chunks(s, key, min(chunk, getattr(check, "chunk", chunk))):
+            result.violations += check(s, within)
+            result.examined = (result.examined or 0) + n
+            progress(n)
+        results.append(result)
+    return Report(results)
+
+
+@contextmanager
+def snapshot(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A read-only session over one consistent snapshot (rolled back at the end)."""
+    with factory() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        try:
+            yield s
+        finally:
+            s.rollback()

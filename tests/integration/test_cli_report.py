@@ -1,0 +1,140 @@
+"""``gpubill report margins``: the table equals a hand computation over jobs settled by
+the worker's own lifecycle functions; ``--by``/``--since`` group and filter; ``--png``
+writes a PNG. Runs on a database of its own, so only these jobs are counted."""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+
+from ledger import operations as ops
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.jobs import new_job
+from ledger.models import Job, utcnow
+from pricing import JobParams, charge, quote, runpod_cost_usd
+from tests.integration.operator_support import gpubill, own_database
+from worker import lifecycle
+
+pytestmark = pytest.mark.integration
+
+HEADERS = ["jobs", "gpu_seconds", "credits", "revenue_usd", "runpod_cost_usd", "margin_%"]
+
+# (type, params, RunPod final status, executionTime ms)
+JOBS = [
+    ("framing", {"duration_s": 30}, "COMPLETED", 9_400),
+    ("framing", {"duration_s": 12}, "COMPLETED", 4_100),
+    ("upscale", {"duration_s": 30, "scale": 4}, "COMPLETED", 61_250),
+    ("overlay", {"duration_s": 30}, "FAILED", 3_000),  # ran, failed: cost, no revenue
+]
+
+
+def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int):  # type: ignore[no-untyped-def]
+    q = quote(job_type, JobParams(resolution="1080p", **params))
+    job_id = f"job_{secrets.token_hex(8)}"
+    with transaction(factory) as s:
+        s.add(new_job(job_id=job_id, user_id=user, job_type=job_type, params=params, job_input={},
+                      quote=q, webhook_token=secrets.token_hex(16)))
+    assert lifecycle.place_hold(factory, job_id)
+    assert lifecycle.record_dispatch(factory, job_id, f"rp-{job_id}")
+    lifecycle.apply_status(factory, job_id, {"status": final, "executionTime": ms, "delayTime": 800})
+    return job_id, q
+
+
+@pytest.fixture(scope="module")
+def ledger_db(tmp_path_factory):  # type: ignore[no-untyped-def]
+    with own_database(tmp_path_factory.mktemp("report")) as url:
+        engine = make_engine(url)
+        factory = make_sessionmaker(engine)
+        with transaction(factory) as s:
+            ops.credit_topup(s, user_id="rep-user", amount=10_000, op_key="t:rep", ref="cs_rep")
+        jobs = [(*run_job(factory, "rep-user", t, p, f, ms), t, f, ms) for t, p, f, ms in JOBS]
+        yield url, factory, jobs
+        engine.dispose()
+
+
+def parse(output: str) -> dict[str, dict[str, str]]:
+    lines = [line.split() for line in output.splitlines() if line.strip()]
+    assert lines[0][1:] == HEADERS
+    return {cells[0]: dict(zip(HEADERS, cells[1:])) for cells in lines[2:] if len(cells) == 7}
+
+
+def expected(jobs, key) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+    groups: dict[str, list] = {}
+    for job_id, q, job_type, final, ms in jobs:
+        groups.setdefault(key(q, job_type), []).append((q, final, ms))
+    groups["total"] = [j for k, js in list(groups.items()) for j in js]
+    out = {}
+    for k, js in groups.items():
+        credits = sum(charge(q, ms) for q, final, ms in js if final == "COMPLETED")
+        cost = sum((runpod_cost_usd(q, ms) for q, _, ms in js), Decimal(0))
+        revenue = Decimal(credits) / 100
+        margin = ((revenue - cost) / revenue * 100).quantize(Decimal("0.1")) if credits else None
+        out[k] = {"jobs": str(len(js)), "gpu_seconds": f"{Decimal(sum(ms for *_, ms in js)) / 1000:.3f}",
+                  "credits": str(credits), "revenue_usd": f"{revenue:.2f}",
+                  "runpod_cost_usd": f"{cost:.6f}", "margin_%": "-" if margin is None else str(margin)}
+    return out
+
+
+def test_margins_by_type_equal_a_hand_computation(ledger_db) -> None:
+    url, _, jobs = ledger_db
+    result = gpubill(url, "report", "margins")
+    assert result.exit_code == 0, result.output
+    table = parse(result.output)
+    assert table == expected(jobs, lambda q, t: t)
+    assert table["overlay"]["credits"] == "0" and table["overlay"]["margin_%"] == "-"
+    assert Decimal(table["total"]["margin_%"]) < 100
+
+
+def test_margins_by_gpu_and_by_day(ledger_db) -> None:
+    url, _, jobs = ledger_db
+    by_gpu = gpubill(url, "report", "margins", "--by", "gpu")
+    assert by_gpu.exit_code == 0 and parse(by_gpu.output) == expected(jobs, lambda q, t: q.gpu)
+    by_day = gpubill(url, "report", "margins", "--by", "day")
+    with transaction(ledger_db[1]) as s:
+        [day] = {s.get(Job, j[0]).finished_at.date().isoformat() for j in jobs}
+    assert by_day.exit_code == 0 and parse(by_day.output) == expected(jobs, lambda q, t: day)
+
+
+def test_since_leaves_out_older_jobs(ledger_db) -> None:
+    url, factory, jobs = ledger_db
+    old_id = jobs[0][0]
+    with transaction(factory) as s:  # report-only field: no money moves
+        s.execute(update(Job).where(Job.id == old_id).values(
+            finished_at=datetime(2026, 1, 5, 12, 0)))
+    try:
+        since = gpubill(url, "report", "margins", "--since", "2026-02-01")
+        assert since.exit_code == 0
+        assert parse(since.output) == expected(jobs[1:], lambda q, t: t)
+        everything = gpubill(url, "report", "margins", "--since", "2026-01-05")
+        assert parse(everything.output)["total"]["jobs"] == str(len(jobs))
+    finally:
+        with transaction(factory) as s:
+            s.execute(update(Job).where(Job.id == old_id).values(finished_at=utcnow()))
+
+
+def test_png_chart(ledger_db, tmp_path) -> None:
+    out = tmp_path / "margins.png"
+    result = gpubill(ledger_db[0], "report", "margins", "--by", "gpu", "--png", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 1000
+
+
+def test_bad_options_are_usage_errors(ledger_db, tmp_path) -> None:
+    url = ledger_db[0]
+    assert gpubill(url, "report", "margins", "--by", "week").exit_code == 2
+    bad_date = gpubill(url, "report", "margins", "--since", "yesterday")
+    assert bad_date.exit_code == 2 and "Invalid value for '--since'" in bad_date.output
+    unwritable = gpubill(url, "report", "margins", "--png", str(tmp_path / "no" / "dir" / "x.png"))
+    assert unwritable.exit_code == 1 and "x.png" in unwritable.output
+
+
+def test_empty_ledger_reports_zero(tmp_path) -> None:
+    with own_database(tmp_path) as url:
+        result = gpubill(url, "report", "margins")
+    assert result.exit_code == 0
+    assert parse(result.output) == {"total": {"jobs": "0", "gpu_seconds": "0.000", "credits": "0",
+                                              "revenue_usd": "0.00", "runpod_cost_usd": "0.000000",
+                                              "margin_%": "-"}}

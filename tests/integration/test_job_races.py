@@ -1,0 +1,120 @@
+"""A capture never races a release: RunPod's COMPLETED (capture) and the hold-expiry
+sweep (release as expired) applied to the same job at the same moment — whichever
+commits first wins, the other is a no-op. Runs the real lifecycle functions from two
+threads against the real database (no stack needed)."""
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from ledger import operations as ops
+from ledger.db import transaction
+from ledger.errors import HoldClosed
+from ledger.jobs import new_job
+from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet, utcnow
+from pricing import JobParams, quote
+from worker import lifecycle, stops
+
+pytestmark = pytest.mark.integration
+ROUNDS = 8
+
+
+def running_job(sessions, user: str) -> tuple[str, int]:
+    """A job in progress on RunPod with an open hold. Its poll and expiry lie in the
+    future so a stack running in the same session leaves it alone."""
+    q = quote("framing", JobParams(duration_s=Decimal(30)))
+    job_id = f"job_{secrets.token_hex(16)}"
+    later = utcnow() + timedelta(hours=1)
+    with transaction(sessions) as s:
+        job = new_job(job_id=job_id, user_id=user, job_type="framing", params={"duration_s": 30},
+                      job_input={}, quote=q, webhook_token=secrets.token_hex(32))
+        s.add(job)
+        hold = ops.place_hold(s, user_id=user, amount=q.hold_credits, op_key=f"job:{job_id}:hold",
+                              job_id=job_id, expires_at=later)
+        job.status, job.hold_id, job.runpod_job_id = JobStatus.IN_PROGRESS, hold.hold_id, "rp-race"
+        job.last_checked_at = job.next_poll_at = later
+        return job_id, q.hold_credits
+
+
+def race(*calls) -> list[object]:
+    barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(i: int, call) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # recorded, asserted by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_completion_and_expiry_racing_settle_exactly_once(sessions, invariants) -> None:
+    user = f"race-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    outcomes: Counter[str] = Counter()
+    charged = 0
+    for _ in range(ROUNDS):
+        job_id, hold = running_job(sessions, user)
+        completed = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
+        race(lambda: lifecycle.apply_status(sessions, job_id, completed),
+             lambda: stops.settle_expired(sessions, job_id, None))
+        with transaction(sessions) as s:
+            job = s.get(Job, job_id)
+            h = s.get(Hold, job.hold_id)
+            captures = s.scalar(select(func.count()).select_from(LedgerTransaction).where(
+                LedgerTransaction.ref == job_id, LedgerTransaction.kind == "capture"))
+        outcomes[job.status] += 1
+        if job.status == JobStatus.COMPLETED:
+            assert (h.status, h.captured, captures, job.charge) == (HoldStatus.CAPTURED, 2, 1, 2)
+            charged += 2
+        else:
+            assert job.status == JobStatus.EXPIRED
+            assert (h.status, h.captured, captures, job.charge, job.released) == (
+                HoldStatus.EXPIRED, 0, 0, 0, hold)
+    assert sum(outcomes.values()) == ROUNDS
+    with transaction(sessions) as s:
+        wallet = s.get(Wallet, user)
+        assert (wallet.balance, wallet.held) == (1000 - charged, 0)
+    invariants()
+
+
+def test_capture_and_expiry_of_one_hold_apply_once(sessions, invariants) -> None:
+    """The ledger primitive underneath: of a concurrent capture and release(expired=True)
+    of the same hold exactly one applies, the other raises ``HoldClosed``."""
+    user = f"race-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    for n in range(ROUNDS):
+        with transaction(sessions) as s:
+            hold_id = ops.place_hold(s, user_id=user, amount=10, op_key=f"race:{user}:{n}:hold",
+                                     expires_at=utcnow() + timedelta(hours=1)).hold_id
+
+        def capture() -> object:
+            with transaction(sessions) as s:
+                return ops.capture(s, hold_id=hold_id, amount=4, op_key=f"race:{user}:{n}:capture")
+
+        def expire() -> object:
+            with transaction(sessions) as s:
+                return ops.release(s, hold_id=hold_id, op_key=f"race:{user}:{n}:expire", expired=True)
+
+        results = race(capture, expire)
+        assert sum(isinstance(r, HoldClosed) for r in results) == 1, results
+        assert sum(isinstance(r, ops.Settlement) for r in results) == 1, results
+    with transaction(sessions) as s:
+        wallet = s.get(Wallet, user)
+        captured = s.scalar(select(func.coalesce(func.sum(Hold.captured), 0)).where(Hold.user_id == user))
+        assert (wallet.balance, wallet.held) == (1000 - captured, 0)
+    invariants()

@@ -1,0 +1,40 @@
+"""The outbox sweeper re-publishes a stuck row with backoff, not on every sweep: a
+backlog older than the sweep delay must not be re-queued whole each time (the queue
+would grow faster than workers drain it)."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from ledger.db import transaction
+from ledger.models import StripeEvent, utcnow
+from worker.sweeps import pending_outbox, republish_after_s
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_stuck_event_is_republished_with_backoff(sessions) -> None:
+    event_id = f"evt_backoff_{secrets.token_hex(6)}"
+    with transaction(sessions) as s:
+        s.add(StripeEvent(id=event_id, type="ping", livemode=False, payload="{}",
+                          received_at=utcnow() - timedelta(seconds=60)))
+
+    def swept() -> bool:
+        return ("stripe.process_event", event_id) in pending_outbox(sessions, older_than_s=5)
+
+    assert swept()          # stuck for 60 s: handed out once
+    assert not swept()      # the very next sweep leaves it alone
+    with transaction(sessions) as s:
+        row = s.get(StripeEvent, event_id)
+        assert row.republishes == 1
+        assert row.republish_at - utcnow() > timedelta(seconds=republish_after_s(1, 5) - 2)
+        s.execute(update(StripeEvent).where(StripeEvent.id == event_id)
+                  .values(republish_at=utcnow() - timedelta(seconds=1)))
+    assert swept()          # due again after its backoff, which doubles
+    with transaction(sessions) as s:
+        assert s.get(StripeEvent, event_id).republishes == 2
+    assert republish_after_s(2, 5) == 2 * republish_after_s(1, 5)
+    assert republish_after_s(40, 5) == 600

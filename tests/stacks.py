@@ -1,0 +1,81 @@
+"""Test helpers for issue 5 (operators): a second, production-shaped stack with its own
+database and broker; a throwaway ledger database; the receiver served in-process over
+real HTTP; Prometheus scrapes as numbers."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.serving import make_server
+
+from gpubill.broker import free_port
+from gpubill.launcher import Stack
+from tests.databases import empty_database
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+def production_stack(data_dir: Path, backend_name: str) -> Iterator[Stack]:
+    """One Celery worker per queue (concurrency 1), beat with its RedBeat lock, Flower,
+    on a database and broker of its own: its beat must not poll the shared stack's jobs
+    against another RunPod stand-in."""
+    from tests import conftest
+
+    # Default beat intervals: it idles through the rest of the session, so it should
+    # cost little; its tests do not wait on the poller or the outbox sweeper.
+    env = {"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir / "stack"),
+           "GPUBILL_FLOWER_PORT": str(free_port())}
+    if backend_name == "postgres":
+        own = conftest._postgres(data_dir)
+        backend = next(own)
+        env["GPUBILL_DATABASE_URL"] = backend.database_url
+        env["GPUBILL_BROKER_URL"] = backend.broker_url or ""
+    else:
+        own = None
+        env["GPUBILL_DATABASE_URL"] = f"sqlite:///{data_dir / 'ledger.db'}"
+    stack = Stack(env=env, workers="per_queue", flower=True, worker_concurrency=1)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+        if own is not None:
+            own.close()  # drops the database, flushes the Redis index
+
+
+@contextmanager
+def throwaway_db(backend_name: str, tmp: Path) -> Iterator[str]:
+    """An empty ledger database URL of this test's own (not migrated)."""
+    with empty_database(tmp, "ready") as url:
+        yield url
+
+
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """``app`` on a free 127.0.0.1 port (werkzeug, a thread) for the block; yields its URL."""
+    server = make_server("127.0.0.1", free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def scrape(base_url: str) -> dict[Sample, float]:
+    """``GET /metrics`` parsed: {(sample name, labels): value}."""
+    r = requests.get(f"{base_url}/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
+    """One sample's value; 0 when absent (a labelled counter not incremented yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -1,0 +1,102 @@
+"""Money and backlog gauges computed from the ledger at scrape time.
+
+The ledger is the truth, so these are not counters kept in process memory: each scrape
+runs a handful of aggregate queries (GROUP BY over indexed status columns) in one
+read transaction. If the database is unreachable the scrape still succeeds with
+``gpubill_ledger_up 0``.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.db import transaction
+from ledger.models import (
+    EventStatus,
+    Hold,
+    HoldStatus,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    StripeEvent,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Ledger transaction kind → flow label of gpubill_credits_total.
+FLOWS = {"topup": "topped_up", "capture": "captured", "clawback": "clawed_back"}
+JOB_STATES = (JobStatus.REQUESTED, JobStatus.HELD, *JobStatus.RUNNING, *JobStatus.TERMINAL)
+
+
+class LedgerCollector(Collector):
+    """Prometheus collector over the ledger database behind ``sessions``."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        up = GaugeMetricFamily("gpubill_ledger_up", "1 if the ledger database answered this scrape.")
+        try:
+            families = self._families()
+        except Exception:  # any driver error: report it, never fail the scrape
+            log.warning("ledger metrics unavailable", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        with transaction(self.sessions) as s:
+            jobs = dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+            open_count, open_credits = s.execute(
+                select(func.count(), func.coalesce(func.sum(Hold.amount), 0))
+                .where(Hold.status == HoldStatus.OPEN)).one()
+            by_kind = dict(s.execute(select(LedgerTransaction.kind, func.sum(LedgerTransaction.amount))
+                                     .group_by(LedgerTransaction.kind)).all())
+            ended = dict(s.execute(select(Hold.status, func.sum(Hold.amount - Hold.captured))
+                                   .where(Hold.status != HoldStatus.OPEN).group_by(Hold.status)).all())
+            unprocessed, oldest = s.execute(
+                select(func.count(), func.min(StripeEvent.received_at))
+                .where(StripeEvent.status == EventStatus.RECEIVED)).one()
+            now = utcnow()
+
+        by_state = GaugeMetricFamily("gpubill_jobs", "Jobs by lifecycle state.", labels=["state"])
+        for state in (*JOB_STATES, *sorted(set(jobs) - set(JOB_STATES))):
+            by_state.add_metric([state], jobs.get(state, 0))
+
+        holds = GaugeMetricFamily("gpubill_open_holds", "Open holds (pending transfers).")
+        holds.add_metric([], open_count)
+        held = GaugeMetricFamily("gpubill_open_hold_credits", "Credits reserved by open holds.")
+        held.add_metric([], int(open_credits))
+
+        credits = CounterMetricFamily(
+            "gpubill_credits", "Credits moved since the ledger began, by flow: ledger transaction "
+            "kinds (topped_up, captured, clawed_back, ...) and hold ends (released, expired).",
+            labels=["flow"])
+        flows = {FLOWS.get(k, k): int(v or 0) for k, v in by_kind.items()}
+        flows["released"] = int(ended.get(HoldStatus.CAPTURED) or 0) + int(ended.get(HoldStatus.RELEASED) or 0)
+        flows["expired"] = int(ended.get(HoldStatus.EXPIRED) or 0)
+        for flow in ("topped_up", "captured", "released", "clawed_back"):
+            flows.setdefault(flow, 0)
+        for flow, amount in sorted(flows.items()):
+            credits.add_metric([flow], amount)
+
+        backlog = GaugeMetricFamily(
+            "gpubill_outbox_backlog", "Committed rows whose task has not moved them on yet.",
+            labels=["kind"])
+        backlog.add_metric(["job_requested"], jobs.get(JobStatus.REQUESTED, 0))
+        backlog.add_metric(["job_held"], jobs.get(JobStatus.HELD, 0))
+        backlog.add_metric(["stripe_event"], unprocessed)
+
+        age = GaugeMetricFamily("gpubill_stripe_oldest_unprocessed_event_age_seconds",
+                                "Age of the oldest Stripe event not yet processed; 0 if none.")
+        age.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        return [by_state, holds, held, credits, backlog, age]

@@ -1,0 +1,83 @@
+"""``GET /v1/packs`` and ``POST /v1/topups``: buying credits through Stripe Checkout.
+
+The client names a pack, never an amount: price and credits are server-side data
+(``pricing/packs.toml``). ``POST /v1/topups {user_id, pack}`` creates a Checkout Session
+through ``stripe.StripeClient`` and stores an ``open`` top-up for it; the credits arrive
+with the ``checkout.session.completed`` (or ``async_payment_succeeded``) webhook.
+An ``Idempotency-Key`` header makes a retried request answer the same session.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import stripe
+from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger import topups
+from ledger.db import transaction
+from pricing import Pack, load_packs
+from webhook_receiver import services
+from webhook_receiver.auth import require_api_key
+from webhook_receiver.errors import ApiError
+from webhook_receiver.schemas import USER_ID_PATTERN, parse_json
+
+bp = Blueprint("topups", __name__, url_prefix="/v1")
+
+
+class TopupRequest(BaseModel):
+    """``POST /v1/topups``: ``{user_id, pack}`` — no amount, ever."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    pack: str = Field(min_length=1, max_length=32)
+
+
+def pack_body(p: Pack) -> dict[str, Any]:
+    return {"id": p.id, "price": p.price, "currency": p.currency, "credits": p.credits}
+
+
+def _gateway():  # type: ignore[no-untyped-def]
+    from worker.stripe_gateway import StripeGateway  # gateway only; no task code
+
+    if "gpubill_stripe" not in current_app.extensions:
+        current_app.extensions["gpubill_stripe"] = StripeGateway(current_app.config["GPUBILL"])
+    return current_app.extensions["gpubill_stripe"]
+
+
+@bp.get("/packs")
+@require_api_key
+def list_packs():  # type: ignore[no-untyped-def]
+    """``{"packs": [{id, price (cents), currency, credits}]}``, cheapest first."""
+    packs = sorted(load_packs().values(), key=lambda p: p.price)
+    return jsonify({"packs": [pack_body(p) for p in packs]})
+
+
+@bp.post("/topups")
+@require_api_key
+def create_topup():  # type: ignore[no-untyped-def]
+    """201 ``{topup_id, session_id, checkout_url, status, pack}``; 422 unknown pack or bad
+    input (nothing stored); 409 an ``Idempotency-Key`` reused for another request;
+    502 Stripe unreachable after the SDK's retries (nothing stored)."""
+    req: TopupRequest = parse_json(TopupRequest)
+    pack = load_packs().get(req.pack)
+    if pack is None:
+        raise ApiError(422, "invalid_request", f"unknown pack {req.pack!r}",
+                       [{"field": "pack", "message": f"one of {sorted(load_packs())}"}])
+    client_key = request.headers.get("Idempotency-Key", "")[:200]
+    key = f"gpubill-topup:{req.user_id}:{client_key or uuid.uuid4().hex}"
+    try:
+        session = _gateway().create_checkout_session(user_id=req.user_id, pack=pack, idempotency_key=key)
+    except stripe.IdempotencyError:
+        raise ApiError(409, "idempotency_conflict",
+                       "Idempotency-Key was already used with another request") from None
+    except stripe.StripeError as err:
+        current_app.logger.error("stripe checkout session create failed: %s", err)
+        raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
+    with transaction(services.sessions()) as s:
+        topup = topups.open_topup(s, session_id=session["id"], user_id=req.user_id, pack=pack)
+        body = {"topup_id": topup.id, "session_id": session["id"], "checkout_url": session.get("url"),
+                "status": topup.status, "pack": pack_body(pack)}
+    return jsonify(body), 201

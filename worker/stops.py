@@ -1,0 +1,73 @@
+"""Stopping a job before it ends by itself: the user's cancel and hold expiry.
+
+Both go in three steps. (1) One transaction: a job RunPod has not started is released
+at once (``cancelled`` / ``expired``); a running one is marked (``stop_requested_at``,
+``stop_reason``). (2) The task asks RunPod ``/cancel`` — outside any transaction. (3) It
+re-fetches ``/status`` and settles: a cancel by the job's frozen cancel policy
+(``lifecycle.apply_status`` → ``settle_cancelled``), an expiry by releasing it all as
+expired. A webhook or the poller seeing RunPod's CANCELLED settles the same way, by
+``stop_reason``; whichever commits first wins and the other is a no-op (job row lock
+and status compare-and-set, hold compare-and-set).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, db_utcnow
+from ledger.models import Hold, HoldStatus, JobStatus, utcnow
+from worker.lifecycle import locked_job, record_timings, release
+from worker.notifications import transaction as ending_transaction
+
+NOT_STARTED = (JobStatus.REQUESTED, JobStatus.HELD)
+
+
+def begin_cancel(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
+    """Cancel step 1. A job not yet on RunPod is released and ``cancelled`` now; for a
+    running job returns (endpoint_id, runpod_job_id) to stop. None when nothing is left
+    to do (ended already, or not asked to cancel)."""
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
+        if job is None or job.status in JobStatus.TERMINAL or job.stop_reason != STOP_CANCEL:
+            return None
+        if job.status in NOT_STARTED:
+            release(s, job, JobStatus.CANCELLED, "cancelled by the user")
+            return None
+        return job.endpoint_id, str(job.runpod_job_id)
+
+
+def begin_expire(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
+    """Expiry step 1, only for a job whose hold is open past ``expires_at`` by DB time.
+    Not yet on RunPod → released as expired now; running → marked, and returns
+    (endpoint_id, runpod_job_id) to stop first (no GPU time runs unfunded)."""
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
+        if job is None or job.status in JobStatus.TERMINAL or job.hold_id is None:
+            return None
+        due = s.scalar(select(Hold.id).where(Hold.id == job.hold_id, Hold.status == HoldStatus.OPEN,
+                                             Hold.expires_at <= db_utcnow()))
+        if due is None:
+            return None
+        if job.status in NOT_STARTED:
+            release(s, job, JobStatus.EXPIRED, "hold expired before dispatch", expired=True)
+            return None
+        job.stop_requested_at, job.stop_reason, job.updated_at = utcnow(), STOP_EXPIRE, utcnow()
+        return job.endpoint_id, str(job.runpod_job_id)
+
+
+def settle_expired(factory: sessionmaker[Session], job_id: str,
+                   status: dict[str, Any] | None) -> str | None:
+    """Expiry step 3: release the whole hold as expired (operation key
+    ``job:{id}:expire``), keeping RunPod's timings from ``status`` when known. A job
+    that ended meanwhile (e.g. a capture committed first) is left as it is. Returns the
+    job's status after."""
+    with ending_transaction(factory) as s:
+        job = locked_job(s, job_id)
+        if job is None:
+            return None
+        if job.status not in JobStatus.TERMINAL:
+            record_timings(job, status)
+            release(s, job, JobStatus.EXPIRED, "hold expired", expired=True)
+        return job.status

@@ -1,0 +1,160 @@
+"""Money going back to Stripe and subscription grants: handlers for refund, dispute and
+invoice events (see ``worker.stripe_events`` for the dispatch and outcomes).
+
+- ``charge.refunded`` (a Charge; ``amount_refunded`` is cumulative, cents) applies every
+  refund of the charge — listed in ``charge.refunds`` or, when that list is missing or
+  short (API versions since 2022-11-15 omit it), re-fetched from Stripe.
+- ``refund.created`` / ``refund.updated`` / ``refund.failed`` (a Refund) apply that refund;
+  ``failed``/``canceled`` restore what it clawed back.
+- ``charge.dispute.*`` (a Dispute): created/funds_withdrawn claw back, funds_reinstated
+  or closed ``won`` restore, closed ``lost`` keeps the claw-back; ``warning_*`` statuses
+  are inquiries (no funds move).
+- ``invoice.paid`` (an Invoice) grants the plan's credits once per invoice to the wallet
+  linked to ``invoice.customer``; the plan is found by each line's Stripe Price id.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gpubill.settings import get_settings
+from ledger import topups
+from ledger.models import EventStatus, StripeEvent
+from ledger.topups import NotYet, Rejected
+from pricing import load_plans
+from pricing.packs import PLANS_FILE
+
+log = logging.getLogger(__name__)
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _cents(obj: dict[str, Any], field: str) -> int:
+    value = obj.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Rejected(f"{obj.get('object')} {obj.get('id')}: {field} {value!r} is not cents")
+    return value
+
+
+def _refunds_listed(charge: dict[str, Any]) -> list[dict[str, Any]]:
+    refunds = charge.get("refunds")
+    data = refunds.get("data") if isinstance(refunds, dict) else None
+    return [r for r in data or [] if isinstance(r, dict) and _id(r.get("id"))]
+
+
+def _listed_sum(refunds: list[dict[str, Any]]) -> int:
+    """Cents the listed refunds cover. Failed ones count too: ``amount_refunded`` in an
+    older charge snapshot included them, and a fresh list shows them failed."""
+    return sum(r.get("amount") or 0 for r in refunds)
+
+
+def _fetch_refunds(charge_id: str) -> list[dict[str, Any]]:
+    # The worker's only outbound Stripe call; imported here to keep the SDK client lazy.
+    from worker.stripe_gateway import StripeGateway
+
+    return StripeGateway(get_settings()).refunds_of_charge(charge_id)
+
+
+def charge_refunded(s: Session, charge: dict[str, Any], event: StripeEvent) -> str:
+    """Claw back the share of every refund of the charge, once per refund id."""
+    charge_id = _id(charge.get("id"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(charge.get("payment_intent")))
+    refunded = _cents(charge, "amount_refunded")
+    refunds = _refunds_listed(charge)
+    if _listed_sum(refunds) < refunded and charge_id:
+        refunds = _fetch_refunds(charge_id)
+        if _listed_sum(refunds) < refunded:
+            raise NotYet(f"charge {charge_id}: Stripe lists {_listed_sum(refunds)} of "
+                         f"{refunded} cents refunded")
+    for r in refunds:
+        topups.apply_refund(s, topup, refund_id=_id(r.get("id")) or "", amount=_cents(r, "amount"),
+                            status=str(r.get("status")), charge=charge_id)
+    return EventStatus.PROCESSED
+
+
+def refund_event(s: Session, refund: dict[str, Any], event: StripeEvent) -> str:
+    """``refund.created/updated/failed``: apply this refund (claw back or restore)."""
+    refund_id = _id(refund.get("id"))
+    if refund_id is None:
+        raise Rejected("refund without id")
+    charge_id = _id(refund.get("charge"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(refund.get("payment_intent")))
+    status = "failed" if event.type == "refund.failed" else str(refund.get("status"))
+    topups.apply_refund(s, topup, refund_id=refund_id, amount=_cents(refund, "amount"),
+                        status=status, charge=charge_id)
+    return EventStatus.PROCESSED
+
+
+def _dispute_step(event_type: str, status: str) -> str | None:
+    if event_type == "charge.dispute.created":
+        return "inquiry" if status.startswith("warning_") else "withdrawn"
+    if event_type == "charge.dispute.funds_withdrawn":
+        return "withdrawn"
+    if event_type == "charge.dispute.funds_reinstated":
+        return "won"
+    if event_type == "charge.dispute.closed":
+        # warning_closed: an inquiry closed without a dispute; nothing was withdrawn.
+        return {"won": "won", "lost": "lost", "warning_closed": "won"}.get(status)
+    return None
+
+
+def dispute_event(s: Session, dispute: dict[str, Any], event: StripeEvent) -> str:
+    """``charge.dispute.*``: one dispute step, once (see module doc)."""
+    dispute_id = _id(dispute.get("id"))
+    if dispute_id is None:
+        raise Rejected("dispute without id")
+    step = _dispute_step(event.type, str(dispute.get("status")))
+    if step is None:
+        return EventStatus.IGNORED
+    charge_id = _id(dispute.get("charge"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(dispute.get("payment_intent")))
+    topups.apply_dispute(s, topup, dispute_id=dispute_id, amount=_cents(dispute, "amount"),
+                         step=step, charge=charge_id)
+    return EventStatus.PROCESSED
+
+
+def _line_price(line: dict[str, Any]) -> str | None:
+    """A line's Stripe Price id: ``pricing.price_details.price`` (API 2025-03-31 and
+    later), else ``price.id`` / ``plan.id`` (earlier versions)."""
+    details = (line.get("pricing") or {}).get("price_details") or {}
+    return _id(details.get("price")) or _id(line.get("price")) or _id(line.get("plan"))
+
+
+def invoice_paid(s: Session, invoice: dict[str, Any], event: StripeEvent) -> str:
+    """Grant the plan's monthly credits (× quantity) once per invoice (``invoice:{id}``)."""
+    invoice_id, customer = _id(invoice.get("id")), _id(invoice.get("customer"))
+    if invoice_id is None or customer is None:
+        raise Rejected("invoice without id or customer")
+    plans = load_plans(get_settings().plans_file or PLANS_FILE)
+    lines = ((invoice.get("lines") or {}).get("data")) or []
+    credits = 0
+    for line in lines:
+        plan = plans.get(_line_price(line) or "")
+        if plan is not None:
+            quantity = line.get("quantity") or 1
+            credits += plan.credits * int(quantity)
+    if credits <= 0:
+        raise Rejected(f"invoice {invoice_id}: no line names a known plan price "
+                       f"({sorted(filter(None, map(_line_price, lines)))})")
+    user_id = topups.wallet_of_customer(s, customer)
+    topups.grant_invoice(s, invoice_id=invoice_id, user_id=user_id, credits=credits)
+    return EventStatus.PROCESSED
+
+
+HANDLERS = {
+    "charge.refunded": charge_refunded,
+    "refund.created": refund_event,
+    "refund.updated": refund_event,
+    "refund.failed": refund_event,
+    "charge.dispute.created": dispute_event,
+    "charge.dispute.funds_withdrawn": dispute_event,
+    "charge.dispute.funds_reinstated": dispute_event,
+    "charge.dispute.closed": dispute_event,
+    "invoice.paid": invoice_paid,
+}
