@@ -2,12 +2,13 @@
 receiver under gunicorn, latency at a fixed offered load, the framework's ceiling on
 the same server settings, and the peak memory of the receiver and the worker.
 
-    .venv/bin/python -m benchmarks.webhook_intake [--seconds 10] [--rate 500] [--clients 4]
+    .venv/bin/python -m benchmarks.webhook_intake [--seconds 10] [--rate 500] [--clients 16]
 
 Runs the whole service on PostgreSQL + Redis at 127.0.0.1. Workers are paused during
 the intake runs so the figures are the receiver's alone (the events wait in Redis and
 are processed afterwards; the run ends by checking every event was stored once and
-then applied once). Load comes from ``--clients`` processes on keep-alive connections.
+then applied once). Load comes from ``--clients`` processes on keep-alive
+connections; the paced run schedules every request in advance.
 """
 from __future__ import annotations
 
@@ -44,41 +45,45 @@ def _bodies(secret: str, n: int, tag: str) -> list[tuple[bytes, dict[str, str]]]
 
 
 def _client(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], seconds: float,
-            rate: float | None, ready: "mp.synchronize.Barrier", out: "mp.Queue[tuple[int, int, list[float], float]]") -> None:
-    """Send bodies for ``seconds``: as fast as answers come (rate None), or open-loop at
-    ``rate`` per second, latency counted from each request's scheduled time."""
+            interval: float | None, offset: float,
+            ready: "mp.synchronize.Barrier", out: "mp.Queue[tuple[int, int, list[float], float]]") -> None:
+    """One process, one keep-alive connection: send as fast as answers come (``interval``
+    None), or request k at ``start + offset + k·interval``, latency counted from its
+    scheduled time (a server that falls behind is charged for the wait)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies: list[float] = []
     ok = bad = 0
     ready.wait()
     start = time.perf_counter()
-    i = 0
+    k = 0
     while True:
-        scheduled = start + i / rate if rate else time.perf_counter()
+        scheduled = start + offset + k * interval if interval else time.perf_counter()
         if scheduled - start >= seconds:
             break
-        if rate and (delay := scheduled - time.perf_counter()) > 0:
+        if interval and (delay := scheduled - time.perf_counter()) > 0:
             time.sleep(delay)
-        body, headers = bodies[i % len(bodies)]
+        body, headers = bodies[k % len(bodies)]
         conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
         resp.read()
         latencies.append(time.perf_counter() - scheduled)
         ok, bad = (ok + 1, bad) if resp.status == 200 else (ok, bad + 1)
-        i += 1
+        k += 1
     out.put((ok, bad, latencies, time.perf_counter() - start))
 
 
 def _load(port: int, path: str, bodies: list[list[tuple[bytes, dict[str, str]]]], seconds: float,
           rate: float | None) -> tuple[float, int, list[float]]:
-    """(answers per second, non-200 count, sorted latencies in ms) over all clients;
-    the rate is over the slowest client's elapsed time (a client that fell behind an
-    offered rate takes longer than ``seconds``)."""
+    """(answers per second, non-200 count, sorted latencies in ms) over all clients; the
+    rate is over the slowest client's elapsed time (one that fell behind an offered rate
+    takes longer than ``seconds``). Paced: overall request i goes at ``i / rate``, from
+    client i mod clients, so the clients' schedules interleave evenly."""
     clients = len(bodies)
     out: mp.Queue[tuple[int, int, list[float], float]] = mp.Queue()
     ready = mp.Barrier(clients)
     procs = [mp.Process(target=_client, args=(port, path, bodies[c], seconds,
-                                             rate / clients if rate else None, ready, out))
+                                             clients / rate if rate else None, c / rate if rate else 0.0,
+                                             ready, out))
              for c in range(clients)]
     for p in procs:
         p.start()
@@ -117,10 +122,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=float, default=500, help="offered load for the latency run (events/s)")
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--no-sent-events", action="store_true",
+                    help="run the service with GPUBILL_TASK_SENT_EVENTS=false (no task-sent events for Flower)")
+    ap.add_argument("--clients", type=int, default=16,
+                    help="load processes, one keep-alive connection each (enough that a paced "
+                         "client is never still waiting when its next request is due)")
     args = ap.parse_args()
-    print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+    print(f"machine: {machine()}; task-sent events {'off' if args.no_sent_events else 'on'}")
+    env = {"GPUBILL_TASK_SENT_EVENTS": "false"} if args.no_sent_events else {}
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), **env) as stack:
         cfg = stack.settings
         secret = cfg.stripe_webhook_secret.get_secret_value()
         port = int(cfg.receiver_port)
@@ -133,7 +143,7 @@ def main() -> None:
                 paused.enter_context(stack.paused(name))
             _load(port, "/webhooks/stripe", runs["warm"], 2, None)
             rps, bad, lat = _load(port, "/webhooks/stripe", runs["max"], args.seconds, None)
-            print(f"intake, {args.clients} clients flat out: {rps:7.0f} events/s verified+stored+enqueued "
+            print(f"intake, {args.clients} connections flat out: {rps:7.0f} events/s verified+stored+enqueued "
                   f"(p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, non-200 {bad})")
             prps, pbad, plat = _load(port, "/webhooks/stripe", runs["paced"], args.seconds, args.rate)
             print(f"intake at {args.rate:.0f}/s offered: {prps:7.0f} events/s, p50 {percentile(plat, 50):.1f} ms, "

@@ -48,11 +48,12 @@ ROUTES: dict[str, str] = {
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 
 
-def producer(broker_url: str) -> Celery:
-    """A Celery app used only to publish tasks by name to ``broker_url``."""
+def producer(broker_url: str, sent_events: bool = True) -> Celery:
+    """A Celery app used only to publish tasks by name to ``broker_url``; ``sent_events``:
+    also send a ``task-sent`` event per task for Flower (settings ``task_sent_events``)."""
     app = Celery("gpubill-producer", broker=broker_url, set_as_current=False)
     app.conf.update(task_routes={n: {"queue": q} for n, q in ROUTES.items()},
-                    task_serializer="json", task_send_sent_event=True,
+                    task_serializer="json", task_send_sent_event=sent_events,
                     broker_connection_timeout=2, broker_connection_retry_on_startup=True)
     return app
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     reconcile_hour: int = Field(default=3, ge=0, le=23)
     reconcile_minute: int = Field(default=17, ge=0, le=59)
     reconcile_lease_s: float = 3600.0
+    # Producers' task-sent events let Flower show tasks still waiting in a queue; they
+    # cost a Redis PUBLISH per enqueue, ~20% of webhook intake throughput (benchmarks/
+    # webhook_intake.py). Workers' own events show every task either way.
+    task_sent_events: bool = True
     # gunicorn worker processes of the receiver (gpubill.gunicorn_conf; 4 threads each).
     receiver_workers: int = 2
     # A Celery worker serves its own /metrics on this port when > 0 (compose: one

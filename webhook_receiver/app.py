@@ -9,6 +9,7 @@ from flask import Flask
 from gpubill import queues
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
+from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
 from webhook_receiver import logcontext, metrics, openapi
 from webhook_receiver import entries, topups
@@ -27,7 +28,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["gpubill"] = Services(
         sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
-        producer=queues.producer(cfg.broker_url),
+        producer=queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events),
+        intake=intake_engine(cfg.sqlalchemy_url),
     )
     errors.register(app)
     for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):

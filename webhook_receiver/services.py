@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 from flask import current_app
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpubill import queues
@@ -14,6 +15,7 @@ from gpubill import queues
 class Services:
     sessions: sessionmaker[Session]
     producer: Celery
+    intake: Engine  # stores inbound webhook events (ledger.inbox.intake_engine)
 
 
 def _services() -> Services:
@@ -22,6 +24,10 @@ def _services() -> Services:
 
 def sessions() -> sessionmaker[Session]:
     return _services().sessions
+
+
+def intake() -> Engine:
+    return _services().intake
 
 
 def publish(task_name: str, *args: str) -> bool:

@@ -8,7 +8,6 @@ payload → 400 (nothing stored); database down → 503 so Stripe retries (for 3
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -17,9 +16,8 @@ from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpubill import queues
-from ledger.db import transaction
 from ledger.inbox import store_stripe_event
-from ledger.models import EventStatus, StripeEvent
+from ledger.models import EventStatus
 from webhook_receiver import services
 from webhook_receiver.errors import ApiError
 
@@ -68,17 +66,16 @@ def receive():  # type: ignore[no-untyped-def]
     if signed_at is None or signed_at > time.time() + cfg.stripe_tolerance_s:
         raise ApiError(400, "invalid_signature", "signature timestamp is in the future")
     try:
-        event = StripeEnvelope.model_validate(json.loads(payload))
+        event = StripeEnvelope.model_validate_json(payload)
     except (ValueError, ValidationError):
         raise ApiError(400, "invalid_payload", "body is not a Stripe event") from None
 
-    with transaction(services.sessions()) as s:
-        stored = store_stripe_event(s, event_id=event.id, type=event.type,
-                                    livemode=event.livemode, api_version=event.api_version,
-                                    payload=payload.decode())
-        pending = stored or s.get(StripeEvent, event.id).status == EventStatus.RECEIVED
-    if pending:
+    with services.intake().connect() as conn:
+        earlier = store_stripe_event(conn, event_id=event.id, type=event.type,
+                                     livemode=event.livemode, api_version=event.api_version,
+                                     payload=payload.decode())
+    if earlier in (None, EventStatus.RECEIVED):
         # A duplicate of a still-unprocessed event re-enqueues it: harmless (idempotent)
         # and it heals a publish lost while the broker was down.
         services.publish(queues.PROCESS_STRIPE_EVENT, event.id)
-    return jsonify({"received": True, "duplicate": not stored}), 200
+    return jsonify({"received": True, "duplicate": earlier is not None}), 200

@@ -42,7 +42,7 @@ def make_celery() -> Celery:
         task_queues=[Queue(q) for q in queues.QUEUES],
         task_default_queue=queues.JOBS,
         task_routes={name: {"queue": q} for name, q in queues.ROUTES.items()},
-        worker_send_task_events=True, task_send_sent_event=True,
+        worker_send_task_events=True, task_send_sent_event=cfg.task_sent_events,
         beat_schedule={
             "poll-silent-jobs": {"task": queues.POLL_SILENT, "schedule": cfg.poll_interval_s},
             "sweep-outbox": {"task": queues.SWEEP_OUTBOX, "schedule": cfg.outbox_interval_s},
