@@ -1,6 +1,6 @@
-"""Test helpers for issue 5 (operators): a second, production-shaped stack with its own
-database and broker; a throwaway ledger database; the receiver served in-process over
-real HTTP; Prometheus scrapes as numbers."""
+"""Test helpers around whole stacks: a second, production-shaped stack with its own
+database and broker; stopping a stack's embedded broker; a throwaway ledger database;
+the receiver served in-process over real HTTP; Prometheus scrapes as numbers."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +13,7 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from gpubill.broker import free_port
+from gpubill.broker import EmbeddedBroker, free_port
 from gpubill.launcher import Stack
 from tests.databases import empty_database
 
@@ -45,6 +45,22 @@ def production_stack(data_dir: Path, backend_name: str) -> Iterator[Stack]:
         stack.stop()
         if own is not None:
             own.close()  # drops the database, flushes the Redis index
+
+
+@contextmanager
+def broker_down(stack: Stack) -> Iterator[None]:
+    """Stop the broker (beat first, gracefully: under RedBeat its lock lives in the
+    broker, and beat exits when that is unreachable — in production its supervisor
+    restarts it), then start both again on the same port and data (AOF)."""
+    old = stack.broker
+    assert old is not None
+    stack.child("beat").stop(15)
+    old.stop()
+    try:
+        yield
+    finally:
+        stack.broker = EmbeddedBroker(old.data_dir, port=old.port).start()
+        stack.restart("beat")
 
 
 @contextmanager

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from gpubill.broker import EmbeddedBroker, free_port
+from gpubill.broker import free_port
 from gpubill.launcher import Stack
 from ledger.models import EventStatus, JobStatus
 from tests.helpers import Api, db_event, wait_for
+from tests.stacks import broker_down
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)
@@ -45,22 +46,6 @@ def only(second: Stack, session_stack: Stack) -> Iterator[None]:
             yield
     finally:
         session_stack.restart("beat")
-
-
-@contextmanager
-def broker_down(stack: Stack) -> Iterator[None]:
-    """Stop the broker (beat first, gracefully: under RedBeat its lock lives in the
-    broker, and beat exits when that is unreachable — in production its supervisor
-    restarts it), then start both again on the same port and data (AOF)."""
-    old = stack.broker
-    assert old is not None
-    stack.child("beat").stop(15)
-    old.stop()
-    try:
-        yield
-    finally:
-        stack.broker = EmbeddedBroker(old.data_dir, port=old.port).start()
-        stack.restart("beat")
 
 
 def test_requests_and_webhooks_accepted_while_broker_down_run_when_it_is_back(

@@ -1,7 +1,15 @@
-"""Outages: the database goes away under the receiver. Stripe and the app get 503 (so
-Stripe retries for days), nothing is half-written, and once the database is back the
-retried event is applied exactly once and jobs run again."""
+"""Outages.
+
+- The broker is stopped in the middle of a storm of jobs and Stripe events: the
+  receiver keeps accepting (202/200, stored), nothing sent meanwhile moves, and once the
+  broker is back everything is processed exactly once (the storm's full money check).
+- The database goes away under the receiver: Stripe and the app get 503 (so Stripe
+  retries for days), nothing is half-written, and once the database is back the retried
+  event is applied exactly once and jobs run again.
+"""
 from __future__ import annotations
+
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import func, select
@@ -10,13 +18,47 @@ from emulators.stripe import events as stripe_events
 from gpubill.launcher import Stack
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
-from ledger.models import Job, StripeEvent
+from ledger.models import EventStatus, Job, JobStatus, StripeEvent
 from pricing import load_packs
 from tests.conftest import BACKEND, claim_redis_db
 from tests.helpers import Api, wait_for
 from tests.proxy import TcpProxy
+from tests.stacks import broker_down
+from tests.stress.storm import Storm, storm_stack
 
 pytestmark = [pytest.mark.integration]
+
+FULL = BACKEND == "postgres"
+STORM_JOBS, STORM_EVENTS = (400, 200) if FULL else (200, 100)
+OUTAGE_WAVES = (1, 2)  # of 4: the broker is down while these are sent
+
+
+@pytest.mark.slow
+def test_broker_outage_mid_storm_is_accepted_then_processed_once(new_database, backend, tmp_path) -> None:
+    with storm_stack(new_database(), backend, tmp_path, own_broker=True) as stack:
+        storm = Storm(stack, STORM_JOBS, STORM_EVENTS)
+        outage = ExitStack()
+        try:
+            storm.fund()
+            for i, wave in enumerate(storm.waves(4)):
+                if i + 1 == OUTAGE_WAVES[0]:  # wave 0's work is in flight when the broker stops
+                    outage.enter_context(broker_down(stack))
+                if i == OUTAGE_WAVES[-1]:
+                    during = storm.sent[OUTAGE_WAVES[0]:OUTAGE_WAVES[-1] + 1]
+                    jobs = [j for w in during for j in w.accepted]
+                    events = {e for w in during for e in w.event_ids} - set(storm.sent[0].event_ids)
+                    # Stored and waiting: with the broker down nothing could start them.
+                    assert storm.job_statuses(jobs) == {JobStatus.REQUESTED: len(jobs)}
+                    assert storm.event_statuses(list(events)) == {EventStatus.RECEIVED: len(events)}
+                    outage.close()
+            elapsed = storm.drain(600)
+            counts = storm.verify()
+        finally:
+            outage.close()
+            storm.close()
+    print(f"\nbroker outage: {counts}; {len(jobs)} jobs and {len(events)} events accepted while "
+          f"the broker was down; drained in {elapsed:.0f} s")
+    assert len(jobs) > 0 and len(events) > 0
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="SQLite is a file inside the receiver's own "
