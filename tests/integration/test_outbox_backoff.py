@@ -1,6 +1,9 @@
 """The outbox sweeper re-publishes a stuck row with backoff, not on every sweep: a
 backlog older than the sweep delay must not be re-queued whole each time (the queue
-would grow faster than workers drain it)."""
+would grow faster than workers drain it).
+
+On a database of its own: the session stack's beat sweeps the shared one every few
+seconds and could hand the row out before the test does."""
 from __future__ import annotations
 
 import secrets
@@ -9,11 +12,20 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from ledger.db import transaction
+from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import StripeEvent, utcnow
+from tests.databases import migrated_database
 from worker.sweeps import pending_outbox, republish_after_s
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sessions(tmp_path):  # type: ignore[no-untyped-def]
+    with migrated_database(tmp_path, "backoff") as url:
+        engine = make_engine(url)
+        yield make_sessionmaker(engine)
+        engine.dispose()
 
 
 def test_a_stuck_event_is_republished_with_backoff(sessions) -> None:
