@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,16 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         yield Backend("embedded", f"sqlite:///{data_dir / 'ledger.db'}", None, data_dir)
     else:
         raise pytest.UsageError(f"unknown GPUBILL_TEST_BACKEND {BACKEND!r}")
+
+
+@pytest.fixture
+def new_database(tmp_path: Path, backend: Backend) -> Iterator[Callable[[], str]]:
+    """Call to get the URL of a fresh, migrated database of the test's own (any number
+    per test), so whole-ledger checks and sweeps see only what the test did."""
+    from tests.databases import migrated_database  # it imports this module's constants
+
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(migrated_database(tmp_path, "iso"))
 
 
 @pytest.fixture(scope="session")

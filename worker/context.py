@@ -44,7 +44,8 @@ def runpod() -> RunPodGateway:
 
 @lru_cache(maxsize=4)
 def _publisher(pid: int) -> Celery:
-    return queues.producer(settings().broker_url, sent_events=settings().task_sent_events)
+    cfg = settings()
+    return queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
 
 
 def publish(task_name: str, *args: str) -> bool:

@@ -14,18 +14,16 @@ from sqlalchemy import update
 
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import StripeEvent, utcnow
-from tests.databases import migrated_database
 from worker.sweeps import pending_outbox, republish_after_s
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sessions(tmp_path):  # type: ignore[no-untyped-def]
-    with migrated_database(tmp_path, "backoff") as url:
-        engine = make_engine(url)
-        yield make_sessionmaker(engine)
-        engine.dispose()
+def sessions(new_database):  # type: ignore[no-untyped-def]
+    engine = make_engine(new_database())
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 def test_a_stuck_event_is_republished_with_backoff(sessions) -> None:
