@@ -75,8 +75,8 @@ class Client:
         return self.http.get(f"{self.base}/v1/wallets/{user_id}/entries", params=params, timeout=10).json()
 
     def submit(self, user_id: str, job_type: str, params: dict[str, Any],
-               job_input: dict[str, Any]) -> requests.Response:
-        return self.http.post(f"{self.base}/v1/jobs", timeout=10, json={
+               job_input: dict[str, Any], headers: dict[str, str] | None = None) -> requests.Response:
+        return self.http.post(f"{self.base}/v1/jobs", timeout=10, headers=headers, json={
             "user_id": user_id, "type": job_type, "params": params, "input": job_input})
 
     def job(self, job_id: str) -> dict[str, Any]:

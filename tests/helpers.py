@@ -63,10 +63,11 @@ class Api(Client):
         return user
 
     def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,  # type: ignore[override]
-               job_input: dict[str, Any] | None = None, **params: Any) -> requests.Response:
+               job_input: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+               **params: Any) -> requests.Response:
         return super().submit(user_id, job_type,
                               {"duration_s": duration_s, "resolution": "1080p", **params},
-                              job_input or {})
+                              job_input or {}, headers)
 
     def wait_job(self, job_id: str, statuses: tuple[str, ...], timeout_s: float = 40) -> dict[str, Any]:
         return wait_for(lambda: (j := self.job(job_id))["status"] in statuses and j, timeout_s,

@@ -96,9 +96,7 @@ class Storm:
         # As a real client would: retry a request whose connection broke (gunicorn closes
         # idle keep-alive connections, racing a new request on them). Safe because every
         # request is idempotent: jobs carry an Idempotency-Key, events their evt_ id.
-        self.http = requests.Session()
-        self.http.headers.update(self.api.http.headers)
-        self.http.mount("http://", HTTPAdapter(pool_maxsize=8, max_retries=Retry(
+        self.api.http.mount("http://", HTTPAdapter(pool_maxsize=8, max_retries=Retry(
             total=3, connect=3, read=3, status=0, allowed_methods=None, backoff_factor=0.2)))
 
     def fund(self) -> None:
@@ -126,14 +124,12 @@ class Storm:
 
     def _submit(self, i: int) -> requests.Response:
         user, job_input = self.plans[i]
-        return self.http.post(f"{self.api.base}/v1/jobs", timeout=30,
-                              headers={"Idempotency-Key": f"storm-{self.tag}-{i}"},
-                              json={"user_id": user, "type": "framing", "input": job_input,
-                                    "params": {"duration_s": 30, "resolution": "1080p"}})
+        return self.api.submit(user, "framing", 30, job_input,
+                               headers={"Idempotency-Key": f"storm-{self.tag}-{i}"})
 
     def _deliver(self, event: dict[str, Any]) -> requests.Response:
         payload, headers = stripe_events.signed(event, self.api.secret)
-        return self.http.post(f"{self.api.base}/webhooks/stripe", data=payload, headers=headers, timeout=30)
+        return self.api.http.post(f"{self.api.base}/webhooks/stripe", data=payload, headers=headers, timeout=30)
 
     def job_statuses(self, job_ids: list[str]) -> Counter[str]:
         with transaction(self.sessions) as s:
@@ -189,5 +185,5 @@ class Storm:
                 "duplicates": TWICE, "job_statuses": dict(statuses), "event_statuses": dict(event_status)}
 
     def close(self) -> None:
-        self.http.close()
+        self.api.http.close()
         self.sessions.kw["bind"].dispose()
