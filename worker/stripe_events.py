@@ -134,7 +134,8 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
     """Apply stored event ``event_id`` once; returns its status after (``PENDING`` when
     it waits for something not known yet), None if unknown.
 
-    A ``livemode`` that differs from this deployment's is ignored (test-mode events never
+    A parked (``failed``) event is left as it is until ``gpubill events replay`` sets it
+    back to ``received``. A ``livemode`` that differs from this deployment's is ignored (test-mode events never
     touch a live ledger). ``Rejected`` parks the event as ``failed``; ``NotYet`` keeps it
     ``received`` until ``max_attempts``, then parks it. Other errors propagate (the
     transaction rolls back; the task retries or records them).
@@ -144,7 +145,10 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
         event = s.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
         if event is None:
             return None
-        if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED):
+        # A parked (failed) event waits for an operator's replay, which sets it back to
+        # received: a retry still scheduled from before it was parked, or a second retry
+        # chain started by the outbox sweeper, must not apply it behind the operator's back.
+        if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED):
             return event.status
         event.attempts += 1
         handler = handlers.get(event.type)
