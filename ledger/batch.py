@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import BigInteger, String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ledger import operations as ops
@@ -87,6 +88,10 @@ _CHARGE_MANY = text("""
          AS v(user_id, charge, held)
     WHERE w.user_id = v.user_id""")
 
+# One array parameter, not ``IN`` with a parameter per key: one statement text for any
+# batch size, and cheap to plan with its real values (see ledger.db's plan_cache_mode).
+_HOLDS_BY_KEY = select(_H).where(_H.c.op_key == any_(bindparam("keys", type_=ARRAY(String))))
+_HOLDS_BY_ID = select(_H).where(_H.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
 _USED_KEYS = text("""
     SELECT op_key FROM transactions WHERE op_key = ANY(CAST(:keys AS varchar[]))
     UNION SELECT close_key FROM holds WHERE close_key = ANY(CAST(:keys AS varchar[]))""")
@@ -162,7 +167,7 @@ def _hold_round(conn: Any, reqs: Sequence[HoldRequest], batch: list[int],
     locks taken in user-id order (so concurrent batches never deadlock)."""
     now = utcnow()
     prior = {row.op_key: row for row in conn.execute(
-        select(_H).where(_H.c.op_key.in_([reqs[i].op_key for i in batch])))}
+        _HOLDS_BY_KEY, {"keys": [reqs[i].op_key for i in batch]})}
     fresh = []
     for i in batch:
         if (hold := prior.get(reqs[i].op_key)) is not None:
@@ -197,7 +202,7 @@ def _hold_round(conn: Any, reqs: Sequence[HoldRequest], batch: list[int],
     twins = [i for i in accepted if results[i] is None]
     if twins:  # a concurrent transaction committed the same key first: answer as a replay
         prior = {row.op_key: row for row in conn.execute(
-            select(_H).where(_H.c.op_key.in_([reqs[i].op_key for i in twins])))}
+            _HOLDS_BY_KEY, {"keys": [reqs[i].op_key for i in twins]})}
         for i in twins:
             results[i] = _replayed(prior[reqs[i].op_key], reqs[i])
 
@@ -265,7 +270,7 @@ def _capture_round(conn: Any, reqs: Sequence[CaptureRequest], batch: list[int],
     rest = [i for i in batch if results[i] is None]
     if rest:
         holds = {row.id: row for row in conn.execute(
-            select(_H).where(_H.c.id.in_([reqs[i].hold_id for i in rest])))}
+            _HOLDS_BY_ID, {"ids": [reqs[i].hold_id for i in rest]})}
         for i in rest:
             results[i] = _explain(holds.get(reqs[i].hold_id), reqs[i])
 

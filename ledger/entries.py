@@ -18,11 +18,15 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import (
+    BigInteger,
+    DateTime,
     Integer,
     String,
     and_,
+    bindparam,
     case,
     cast,
     literal,
@@ -71,55 +75,61 @@ def _decode(cursor: str) -> tuple[datetime, int, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, src, rid = json.loads(raw)
-        if not (isinstance(src, int) and isinstance(rid, int)):
-            raise TypeError("cursor ids are not integers")
+        if type(src) is not int or src not in (_TX, _HOLD, _HOLD_END) or type(rid) is not int:
+            raise TypeError("cursor ids are not ours")
         return datetime.fromisoformat(at), src, rid
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise ValueError(f"invalid cursor {cursor!r}") from None
 
 
-def _before(at_col, src: int, rid_col, cursor: tuple[datetime, int, int] | None):  # type: ignore[no-untyped-def]
+# One statement per kind of cursor, built once with bound parameters: building and
+# cache-keying this union per call cost ~1.5 ms of Python, ten times running it.
+_USER, _N = bindparam("user_id", type_=String), bindparam("n", type_=Integer)
+_C_AT, _C_RID = bindparam("c_at", type_=DateTime), bindparam("c_rid", type_=Integer)
+
+
+def _before(at_col, src: int, rid_col, cursor_src: int | None):  # type: ignore[no-untyped-def]
     """``(at, src, rid) < cursor`` for a branch whose ``src`` is the constant ``src``."""
-    if cursor is None:
+    if cursor_src is None:
         return true()
-    at, c_src, c_rid = cursor
-    if src < c_src:
-        return at_col <= at
-    if src > c_src:
-        return at_col < at
-    return or_(at_col < at, and_(at_col == at, rid_col < c_rid))
+    if src < cursor_src:
+        return at_col <= _C_AT
+    if src > cursor_src:
+        return at_col < _C_AT
+    return or_(at_col < _C_AT, and_(at_col == _C_AT, rid_col < _C_RID))
 
 
-def _union(user_id: str, cursor: tuple[datetime, int, int] | None, n: int):  # type: ignore[no-untyped-def]
+@lru_cache(maxsize=None)
+def _query(cursor_src: int | None):  # type: ignore[no-untyped-def]
     """The three kinds of entries, each branch cut to its newest ``n`` after the cursor
     (walking an index on ``(user_id, time, id)``), so a page costs the same on a wallet
-    with ten entries or a million."""
+    with ten entries or a million; then the newest ``n`` of their union."""
     tx = select(
         LedgerTransaction.created_at.label("at"), literal(_TX, Integer).label("src"),
         LedgerTransaction.id.label("rid"), LedgerTransaction.kind.label("kind"),
         case((LedgerTransaction.kind == "capture", -LedgerTransaction.amount),
              else_=LedgerTransaction.amount).label("amount"),
         LedgerTransaction.op_key.label("op_key"), LedgerTransaction.ref.label("ref"),
-    ).where(LedgerTransaction.user_id == user_id,
-            _before(LedgerTransaction.created_at, _TX, LedgerTransaction.id, cursor)
-            ).order_by(LedgerTransaction.created_at.desc(), LedgerTransaction.id.desc()).limit(n)
+    ).where(LedgerTransaction.user_id == _USER,
+            _before(LedgerTransaction.created_at, _TX, LedgerTransaction.id, cursor_src)
+            ).order_by(LedgerTransaction.created_at.desc(), LedgerTransaction.id.desc()).limit(_N)
     placed = select(
         Hold.created_at.label("at"), literal(_HOLD, Integer).label("src"), Hold.id.label("rid"),
         literal("hold", String).label("kind"), Hold.amount.label("amount"),
         Hold.op_key.label("op_key"), Hold.job_id.label("ref"),
-    ).where(Hold.user_id == user_id, _before(Hold.created_at, _HOLD, Hold.id, cursor)
-            ).order_by(Hold.created_at.desc(), Hold.id.desc()).limit(n)
+    ).where(Hold.user_id == _USER, _before(Hold.created_at, _HOLD, Hold.id, cursor_src)
+            ).order_by(Hold.created_at.desc(), Hold.id.desc()).limit(_N)
     ended = select(
         Hold.closed_at.label("at"), literal(_HOLD_END, Integer).label("src"), Hold.id.label("rid"),
         case((Hold.status == HoldStatus.EXPIRED, "expire"), else_="release").label("kind"),
         Hold.amount.label("amount"), cast(Hold.close_key, String).label("op_key"),
         Hold.job_id.label("ref"),
-    ).where(Hold.user_id == user_id, Hold.status.in_((HoldStatus.RELEASED, HoldStatus.EXPIRED)),
-            _before(Hold.closed_at, _HOLD_END, Hold.id, cursor)
-            ).order_by(Hold.closed_at.desc(), Hold.id.desc()).limit(n)
+    ).where(Hold.user_id == _USER, Hold.status.in_((HoldStatus.RELEASED, HoldStatus.EXPIRED)),
+            _before(Hold.closed_at, _HOLD_END, Hold.id, cursor_src)
+            ).order_by(Hold.closed_at.desc(), Hold.id.desc()).limit(_N)
     # Each limited branch as a subquery: SQLite allows no ORDER BY/LIMIT in a bare UNION member.
-    branches = [select(b.subquery()) for b in (tx, placed, ended)]
-    return union_all(*branches).subquery("entries")
+    u = union_all(*[select(b.subquery()) for b in (tx, placed, ended)]).subquery("entries")
+    return select(u).order_by(u.c.at.desc(), u.c.src.desc(), u.c.rid.desc()).limit(_N)
 
 
 def _entry_id(src: int, rid: int) -> str:
@@ -135,9 +145,11 @@ def page(session: Session, user_id: str, *, cursor: str | None = None,
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-    u = _union(user_id, _decode(cursor) if cursor is not None else None, limit + 1)
-    query = select(u).order_by(u.c.at.desc(), u.c.src.desc(), u.c.rid.desc()).limit(limit + 1)
-    rows = session.execute(query).all()
+    params: dict[str, object] = {"user_id": user_id, "n": limit + 1}
+    cursor_src = None
+    if cursor is not None:
+        params["c_at"], cursor_src, params["c_rid"] = _decode(cursor)
+    rows = session.connection().execute(_query(cursor_src), params).all()
     entries = [Entry(id=_entry_id(r.src, r.rid), kind=r.kind, amount=int(r.amount),
                      op_key=r.op_key, ref=r.ref, created_at=r.at) for r in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None

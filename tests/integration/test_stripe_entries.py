@@ -67,7 +67,12 @@ def test_every_entry_kind_newest_first(sessions, invariants) -> None:
     invariants()
 
 
-@pytest.mark.parametrize("cursor", ["", "!!", "bm90IGpzb24", "WzEsMiwzXQ"])
+@pytest.mark.parametrize("cursor", [
+    "", "!!", "bm90IGpzb24", "WzEsMiwzXQ",
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiw3LDFd",  # ["2026-01-01T00:00:00",7,1]: no such kind of entry
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIix0cnVlLDFd",  # [..., true, 1]
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwxLCJ4Il0",  # [..., 1, "x"]
+])
 def test_bad_cursor_raises_value_error(sessions, cursor) -> None:
     with transaction(sessions) as s, pytest.raises(ValueError):
         entries.page(s, "anyone", cursor=cursor or "=")
