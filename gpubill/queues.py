@@ -58,11 +58,12 @@ def producer(broker_url: str, sent_events: bool = True) -> Celery:
     return app
 
 
-def enqueue(app: Celery, task_name: str, *args: str) -> bool:
-    """Publish ``task_name(*args)`` (ids only). Returns False, logged, if the broker
-    is unreachable — the committed row is picked up later by the outbox sweeper."""
+def enqueue(app: Celery, task_name: str, *args: str, countdown: float | None = None) -> bool:
+    """Publish ``task_name(*args)`` (ids only), to run after ``countdown`` seconds if
+    given. Returns False, logged, if the broker is unreachable — the committed row is
+    picked up later by the outbox sweeper."""
     try:
-        app.send_task(task_name, args=list(args), queue=ROUTES[task_name],
+        app.send_task(task_name, args=list(args), queue=ROUTES[task_name], countdown=countdown,
                       retry=True, retry_policy=PUBLISH_RETRY)
         return True
     except Exception:  # kombu raises many transport errors; all mean "not published"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from gpubill import queues
+from gpubill.batch_publisher import BatchPublisher
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
@@ -26,10 +27,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Werkzeug refuses larger bodies with 413 before a view reads them.
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_request_bytes
     app.json.sort_keys = False
+    producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
     app.extensions["gpubill"] = Services(
         sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
-        producer=queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events),
+        producer=producer,
         intake=intake_engine(cfg.sqlalchemy_url),
+        stripe_events=BatchPublisher(producer, queues.PROCESS_STRIPE_EVENT),
     )
     errors.register(app)
     for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpubill import queues
+from gpubill.batch_publisher import BatchPublisher
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Services:
     sessions: sessionmaker[Session]
     producer: Celery
     intake: Engine  # stores inbound webhook events (ledger.inbox.intake_engine)
+    stripe_events: BatchPublisher  # publishes stripe.process_event after the answer
 
 
 def _services() -> Services:
@@ -33,6 +35,11 @@ def intake() -> Engine:
 def publish(task_name: str, *args: str) -> bool:
     """Enqueue by name; call only after the row it refers to is committed."""
     return queues.enqueue(_services().producer, task_name, *args)
+
+
+def publish_stripe_event(event_id: str) -> None:
+    """Hand a committed Stripe event to the batch publisher; returns at once."""
+    _services().stripe_events.submit(event_id)
 
 
 def producer() -> Celery:

@@ -2,8 +2,9 @@
 
 The signature is checked on the raw body with the stripe SDK (``Stripe-Signature``,
 HMAC-SHA256, tolerance 300 s); timestamps far in the future are refused too, which the
-SDK does not check. The verified event is stored by ``evt_`` id and committed before its
-task is enqueued; a duplicate delivery answers 200 and changes nothing. Bad signature or
+SDK does not check. The verified event is stored by ``evt_`` id and committed, then
+handed to the batch publisher (``gpubill.batch_publisher``), which enqueues its task just
+after the answer; a duplicate delivery answers 200 and changes nothing. Bad signature or
 payload → 400 (nothing stored); database down → 503 so Stripe retries (for 3 days).
 """
 from __future__ import annotations
@@ -15,7 +16,6 @@ import stripe
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gpubill import queues
 from ledger.inbox import store_stripe_event
 from ledger.models import EventStatus
 from webhook_receiver import services
@@ -77,5 +77,5 @@ def receive():  # type: ignore[no-untyped-def]
     if earlier in (None, EventStatus.RECEIVED):
         # A duplicate of a still-unprocessed event re-enqueues it: harmless (idempotent)
         # and it heals a publish lost while the broker was down.
-        services.publish(queues.PROCESS_STRIPE_EVENT, event.id)
+        services.publish_stripe_event(event.id)
     return jsonify({"received": True, "duplicate": earlier is not None}), 200

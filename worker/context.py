@@ -48,9 +48,9 @@ def _publisher(pid: int) -> Celery:
     return queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
 
 
-def publish(task_name: str, *args: str) -> bool:
+def publish(task_name: str, *args: str, countdown: float | None = None) -> bool:
     """Enqueue by name after the caller's transaction committed (see ``gpubill.queues``)."""
-    return queues.enqueue(_publisher(os.getpid()), task_name, *args)
+    return queues.enqueue(_publisher(os.getpid()), task_name, *args, countdown=countdown)
 
 
 def webhook_url(token: str) -> str:

@@ -29,14 +29,15 @@ def _setup_logging(**_: Any) -> None:
 
 
 def task_ids(args: Any) -> dict[str, str]:
-    """``{"job_id": ...}`` / ``{"event_id": ...}`` for the ids among a task's arguments."""
-    found: dict[str, str] = {}
+    """``{"job_id": ...}`` / ``{"event_id": ...}`` for the ids among a task's arguments;
+    none of a kind that appears more than once (a batch binds each id as it goes)."""
+    found: dict[str, list[str]] = {}
     for arg in args or ():
         if isinstance(arg, str):
             for prefix, key in _ID_PREFIXES.items():
                 if arg.startswith(prefix):
-                    found.setdefault(key, arg)
-    return found
+                    found.setdefault(key, []).append(arg)
+    return {key: ids[0] for key, ids in found.items() if len(ids) == 1}
 
 
 @signals.task_prerun.connect

@@ -72,7 +72,8 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
         queue = queues.ROUTES[task["name"]]
         assert task["worker"].startswith(f"worker-{queue}-"), (task["name"], task["worker"])
     stripe_tasks = [t for t in tasks.values() if t["name"] == queues.PROCESS_STRIPE_EVENT]
-    assert repr([event["id"]]) in {t["args"] for t in stripe_tasks}
+    # one event alone, or with others the receiver published in the same batch
+    assert any(event["id"] in ast.literal_eval(t["args"]) for t in stripe_tasks)
     # Arguments are ids only (``prefix_token``): no amounts, bodies or secrets in a task.
     for task in tasks.values():
         for arg in ast.literal_eval(task["args"]):  # Flower shows repr() of the arguments

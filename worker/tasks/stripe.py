@@ -6,7 +6,7 @@ import logging
 import stripe
 from sqlalchemy.exc import OperationalError
 
-from gpubill import queues
+from gpubill import logs, queues
 from worker import context, stripe_events
 from worker.app import app
 from worker.tasks import MAX_RETRIES, backoff
@@ -14,30 +14,61 @@ from worker.tasks import MAX_RETRIES, backoff
 log = logging.getLogger(__name__)
 # Database unavailable / lock timeout, or Stripe unreachable after the SDK's own retries.
 TRANSIENT = (OperationalError, stripe.APIConnectionError, stripe.RateLimitError)
+RETRYING = "retrying"  # a batch's answer for an event handed to a task of its own
 
 
 @app.task(name=queues.PROCESS_STRIPE_EVENT, bind=True, max_retries=MAX_RETRIES)
-def process_event(self, event_id: str) -> str | None:
-    """Apply stored Stripe event ``event_id`` (``evt_…``) once.
+def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
+    """Apply stored Stripe events ``event_ids`` (``evt_…``) once each, in order.
 
-    An event waiting for something not known yet (a refund before its top-up is
-    credited) is retried with backoff from ``stripe_retry_base_s``; the event row counts
-    the attempts and parks it ``failed`` after ``stripe_pending_attempts``.
+    The receiver publishes one id, or under load a batch of them
+    (``gpubill.batch_publisher``). An event waiting for something not known yet (a
+    refund before its top-up is credited) is retried with backoff from
+    ``stripe_retry_base_s``; the event row counts the attempts and parks it ``failed``
+    after ``stripe_pending_attempts``. In a batch, such an event (or one that met a
+    transient error) is published again as a task of its own, so the others are not
+    held back or applied again. Returns the status (one id) or ``{id: status}``.
     """
     cfg = context.settings()
+    if len(event_ids) == 1:
+        try:
+            status = _apply(event_ids[0])
+        except TRANSIENT as exc:
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+        if status == stripe_events.PENDING:
+            # The attempt bound lives on the event row (the outbox sweeper may deliver it
+            # too); Celery's own retry limit is only set above it.
+            raise self.retry(countdown=backoff(self.request.retries, base=cfg.stripe_retry_base_s),
+                             max_retries=cfg.stripe_pending_attempts + MAX_RETRIES)
+        return status
+    results: dict[str, str | None] = {}
+    for event_id in event_ids:
+        with logs.bound(event_id=event_id):
+            try:
+                results[event_id] = status = _apply(event_id)
+                base = cfg.stripe_retry_base_s
+            except TRANSIENT:
+                log.warning("stripe event %s met a transient error; retrying alone", event_id, exc_info=True)
+                status, base = stripe_events.PENDING, 1.0
+            if status == stripe_events.PENDING:
+                # Publishing fails only with the broker down: the row stays received
+                # and the outbox sweeper publishes it.
+                context.publish(queues.PROCESS_STRIPE_EVENT, event_id, countdown=backoff(0, base=base))
+                results[event_id] = RETRYING
+            log.info("stripe event %s: %s (batch of %d)", event_id, results[event_id], len(event_ids))
+    return results
+
+
+def _apply(event_id: str) -> str | None:
+    """Apply one event; an unexpected error parks it ``failed`` (returns "failed").
+    Raises the ``TRANSIENT`` errors."""
+    cfg = context.settings()
     try:
-        status = stripe_events.process_event(context.sessions(), event_id,
-                                             livemode=cfg.stripe_livemode,
-                                             max_attempts=cfg.stripe_pending_attempts)
-    except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+        return stripe_events.process_event(context.sessions(), event_id, livemode=cfg.stripe_livemode,
+                                           max_attempts=cfg.stripe_pending_attempts)
+    except TRANSIENT:
+        raise
     except Exception as exc:
         log.exception("stripe event %s failed", event_id)
         stripe_events.record_failure(context.sessions(), event_id, f"{type(exc).__name__}: {exc}")
         return "failed"
-    if status == stripe_events.PENDING:
-        # The attempt bound lives on the event row (the outbox sweeper may deliver it
-        # too); Celery's own retry limit is only set above it.
-        raise self.retry(countdown=backoff(self.request.retries, base=cfg.stripe_retry_base_s),
-                         max_retries=cfg.stripe_pending_attempts + MAX_RETRIES)
-    return status

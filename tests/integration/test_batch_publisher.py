@@ -1,0 +1,100 @@
+"""``gpubill.batch_publisher`` against a real broker of the test's own: ids handed over
+in a burst come out as fewer messages carrying every id exactly once, an idle id goes
+out alone, and a broker outage neither blocks ``submit`` nor kills the thread."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection, Queue
+
+from gpubill import queues
+from gpubill.batch_publisher import BatchPublisher
+from gpubill.broker import EmbeddedBroker
+
+pytestmark = pytest.mark.integration
+
+TASK = queues.PROCESS_STRIPE_EVENT
+
+
+@pytest.fixture
+def broker(tmp_path) -> Iterator[EmbeddedBroker]:  # type: ignore[no-untyped-def]
+    b = EmbeddedBroker(tmp_path / "broker").start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str, list[str]]]:
+    """(task name, args) of the messages on the ``stripe`` queue until ``want_ids`` ids
+    have arrived (or the timeout), consumed with kombu as a worker would."""
+    got: list[tuple[str, list[str]]] = []
+
+    def on_message(body, message) -> None:  # type: ignore[no-untyped-def]
+        args, kwargs, _embed = body  # Celery task protocol 2
+        got.append((message.headers["task"], list(args)))
+        message.ack()
+
+    deadline = time.monotonic() + timeout_s
+    with Connection(url) as conn, conn.Consumer(Queue(queues.STRIPE), callbacks=[on_message], accept=["json"]):
+        while sum(len(a) for _, a in got) < want_ids and time.monotonic() < deadline:
+            try:
+                conn.drain_events(timeout=0.5)
+            except TimeoutError:
+                pass
+    return got
+
+
+def test_a_burst_is_published_in_fewer_messages_each_id_exactly_once(broker) -> None:
+    producer = queues.producer(broker.url)
+    publisher = BatchPublisher(producer, TASK, max_batch=100)
+    ids = [f"evt_burst{i}" for i in range(1000)]
+    try:
+        for i in ids:
+            publisher.submit(i)
+        got = _messages(broker.url, len(ids))
+    finally:
+        publisher.close()
+        producer.close()
+    assert {name for name, _ in got} == {TASK}
+    published = [i for _, args in got for i in args]
+    assert sorted(published) == sorted(ids)  # every id, none twice
+    assert len(got) < len(ids) / 2  # batched
+    assert max(len(args) for _, args in got) <= 100
+    print(f"\n1000 ids in {len(got)} messages")
+
+
+def test_an_idle_id_goes_out_alone(broker) -> None:
+    producer = queues.producer(broker.url)
+    publisher = BatchPublisher(producer, TASK)
+    try:
+        publisher.submit("evt_alone")
+        assert _messages(broker.url, 1) == [(TASK, ["evt_alone"])]
+    finally:
+        publisher.close()
+        producer.close()
+
+
+def test_a_broker_outage_neither_blocks_submit_nor_stops_the_thread(broker) -> None:
+    producer = queues.producer(broker.url)
+    publisher = BatchPublisher(producer, TASK)
+    try:
+        publisher.submit("evt_before")
+        assert _messages(broker.url, 1) == [(TASK, ["evt_before"])]
+        broker.stop()
+        started = time.monotonic()
+        publisher.submit("evt_during")  # its row would stay pending for the outbox sweeper
+        assert time.monotonic() - started < 0.5  # the request thread does not wait on the broker
+        time.sleep(2)  # the thread's publish attempt fails (about 1 s of retries)
+        restarted = EmbeddedBroker(broker.data_dir, port=broker.port).start()
+        try:
+            publisher.submit("evt_after")
+            arrived = [i for _, args in _messages(restarted.url, 1) for i in args]
+            assert "evt_after" in arrived
+        finally:
+            restarted.stop()
+    finally:
+        publisher.close()
+        producer.close()
