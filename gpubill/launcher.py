@@ -216,6 +216,20 @@ class Stack:
         self._spawn(name, old.argv, old.extra_env)
         self._wait(time.monotonic() + 60, name)
 
+    def restart_exited(self) -> list[str]:
+        """Start again, with the same commands, every child that has exited (as a
+        supervisor would), then wait until each is ready; returns their names. Children
+        are started together: waiting on one fails while another is still down."""
+        dead = [c for c in self.children if not c.alive()]
+        for child in dead:
+            child.stop(0)  # what is left of its process group; closes its log
+            self.children.remove(child)
+            self._spawn(child.name, child.argv, child.extra_env)
+        deadline = time.monotonic() + 60
+        for child in dead:
+            self._wait(deadline, child.name)
+        return [c.name for c in dead]
+
     @contextmanager
     def paused(self, name: str) -> Iterator[None]:
         """Freeze child ``name`` (SIGSTOP to its process group) for the block, then let it

@@ -60,12 +60,10 @@ def broker_down(stack: Stack) -> Iterator[None]:
         yield
     finally:
         stack.broker = EmbeddedBroker(old.data_dir, port=old.port).start()
-        # kombu can crash a worker on losing the broker (AttributeError in
-        # restore_unacked, celery/kombu known issue); like production's supervisor,
-        # start any such worker again. Its unacked messages are covered by the sweepers.
-        for child in [c for c in stack.children if c.name != "beat" and not c.alive()]:
-            stack.restart(child.name, grace_s=0)
-        stack.restart("beat")
+        # Beat, and any worker kombu crashed on losing the broker (AttributeError in
+        # restore_unacked, a known celery/kombu issue), start again together, as
+        # production's supervisor does. Unacked messages are covered by the sweepers.
+        stack.restart_exited()
 
 
 @contextmanager
