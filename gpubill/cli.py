@@ -37,7 +37,8 @@ def db_upgrade() -> None:
 @click.option("--flower/--no-flower", default=True, help="Start Flower (read-only, basic auth).")
 def up(emulator: bool, workers: str, flower: bool) -> None:
     """Run the whole service until Ctrl-C: broker (embedded unless GPUBILL_BROKER_URL),
-    receiver, workers, beat, Flower and the RunPod stand-in."""
+    receiver, workers, beat, Flower and the RunPod stand-in. A child that exits is
+    started again within about 2 s."""
     from gpubill.launcher import Stack
 
     cfg = get_settings()
@@ -59,7 +60,12 @@ def up(emulator: bool, workers: str, flower: bool) -> None:
     click.echo(f"metrics   {stack.receiver_url}/metrics")
     click.echo(f"logs      {stack.log_dir}")
     try:
-        stop.wait()
+        while not stop.wait(2):  # a supervisor: start again any child that exited
+            try:
+                for name in stack.restart_exited():
+                    click.echo(f"{name} exited; started again", err=True)
+            except RuntimeError as err:  # it exited again while starting; next round
+                click.echo(str(err), err=True)
     finally:
         click.echo("stopping…")
         stack.stop()
