@@ -35,6 +35,7 @@ _PATTERNS = [
 # 13-19 digits, optionally grouped by spaces or dashes; redacted only if Luhn-valid.
 _CARD = re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])")
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # _secrets ordered once, not per log line
 
 
 # -- context -------------------------------------------------------------------------------
@@ -77,7 +78,9 @@ class ContextFilter(logging.Filter):
 def add_secrets(values: Iterable[str]) -> None:
     """Register secret values (API keys, webhook secrets, passwords) to blank out of
     every log line. Values shorter than 6 characters are ignored (too many false hits)."""
+    global _longest_first
     _secrets.update(v for v in values if v and len(v) >= 6)
+    _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def _luhn(digits: str) -> bool:
@@ -95,7 +98,7 @@ def _card(m: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """``text`` with secrets, tokens and card numbers replaced by ``[redacted]``."""
-    for value in sorted(_secrets, key=len, reverse=True):
+    for value in _longest_first:
         if value in text:
             text = text.replace(value, REDACTED)
     for pattern in _PATTERNS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +16,9 @@ from gpubill import queues
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from worker.runpod_gateway import RunPodGateway
+
+if TYPE_CHECKING:
+    from worker.stripe_gateway import StripeGateway
 
 
 def settings() -> Settings:
@@ -40,6 +44,18 @@ def _gateway(pid: int) -> RunPodGateway:
 
 def runpod() -> RunPodGateway:
     return _gateway(os.getpid())
+
+
+@lru_cache(maxsize=4)
+def _stripe(pid: int) -> "StripeGateway":
+    from worker.stripe_gateway import StripeGateway  # the SDK client only where it is used
+
+    return StripeGateway(settings())
+
+
+def stripe() -> "StripeGateway":
+    """This process's Stripe gateway (one ``StripeClient`` and its HTTP session)."""
+    return _stripe(os.getpid())
 
 
 @lru_cache(maxsize=4)

@@ -26,20 +26,14 @@ from ledger.db import transaction
 from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
 from ledger.topups import NotYet, Rejected
 from pricing import load_packs
+from worker import stripe_refunds
+from worker.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
 USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 PENDING = "pending"  # process_event's answer for "retry later" (the row stays received)
 
-EventRejected = Rejected  # the name tasks and older callers use
 Handler = Callable[[Session, dict[str, Any], StripeEvent], str]
-
-
-def _id(value: Any) -> str | None:
-    """A Stripe reference that may be an id or an expanded object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
 
 
 def _session_topup(s: Session, session: dict[str, Any], *, create: bool) -> Topup | None:
@@ -116,17 +110,14 @@ def charge_succeeded(s: Session, charge: dict[str, Any], event: StripeEvent) -> 
     return EventStatus.PROCESSED
 
 
-def _handlers() -> dict[str, Handler]:
-    from worker import stripe_refunds
-
-    return {
-        "checkout.session.completed": checkout_paid,
-        "checkout.session.async_payment_succeeded": checkout_paid,
-        "checkout.session.async_payment_failed": _closer(TopupStatus.FAILED, "async payment failed"),
-        "checkout.session.expired": _closer(TopupStatus.EXPIRED, "checkout session expired"),
-        "charge.succeeded": charge_succeeded,
-        **stripe_refunds.HANDLERS,
-    }
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": checkout_paid,
+    "checkout.session.async_payment_succeeded": checkout_paid,
+    "checkout.session.async_payment_failed": _closer(TopupStatus.FAILED, "async payment failed"),
+    "checkout.session.expired": _closer(TopupStatus.EXPIRED, "checkout session expired"),
+    "charge.succeeded": charge_succeeded,
+    **stripe_refunds.HANDLERS,
+}
 
 
 def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool,
@@ -140,7 +131,6 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
     ``received`` until ``max_attempts``, then parks it. Other errors propagate (the
     transaction rolls back; the task retries or records them).
     """
-    handlers = _handlers()
     with transaction(factory) as s:
         event = s.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
         if event is None:
@@ -151,7 +141,7 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
         if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED):
             return event.status
         event.attempts += 1
-        handler = handlers.get(event.type)
+        handler = HANDLERS.get(event.type)
         if event.livemode != livemode:
             event.status, event.last_error = EventStatus.IGNORED, "livemode differs from deployment"
         elif handler is None:

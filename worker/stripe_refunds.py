@@ -29,7 +29,8 @@ from pricing.packs import PLANS_FILE
 log = logging.getLogger(__name__)
 
 
-def _id(value: Any) -> str | None:
+def stripe_id(value: Any) -> str | None:
+    """A Stripe reference that may be an id or an expanded object."""
     if isinstance(value, dict):
         value = value.get("id")
     return value if isinstance(value, str) and value else None
@@ -45,7 +46,7 @@ def _cents(obj: dict[str, Any], field: str) -> int:
 def _refunds_listed(charge: dict[str, Any]) -> list[dict[str, Any]]:
     refunds = charge.get("refunds")
     data = refunds.get("data") if isinstance(refunds, dict) else None
-    return [r for r in data or [] if isinstance(r, dict) and _id(r.get("id"))]
+    return [r for r in data or [] if isinstance(r, dict) and stripe_id(r.get("id"))]
 
 
 def _listed_sum(refunds: list[dict[str, Any]]) -> int:
@@ -55,16 +56,15 @@ def _listed_sum(refunds: list[dict[str, Any]]) -> int:
 
 
 def _fetch_refunds(charge_id: str) -> list[dict[str, Any]]:
-    # The worker's only outbound Stripe call; imported here to keep the SDK client lazy.
-    from worker.stripe_gateway import StripeGateway
+    from worker import context  # the worker's only outbound Stripe call
 
-    return StripeGateway(get_settings()).refunds_of_charge(charge_id)
+    return context.stripe().refunds_of_charge(charge_id)
 
 
 def charge_refunded(s: Session, charge: dict[str, Any], event: StripeEvent) -> str:
     """Claw back the share of every refund of the charge, once per refund id."""
-    charge_id = _id(charge.get("id"))
-    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(charge.get("payment_intent")))
+    charge_id = stripe_id(charge.get("id"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=stripe_id(charge.get("payment_intent")))
     refunded = _cents(charge, "amount_refunded")
     refunds = _refunds_listed(charge)
     if _listed_sum(refunds) < refunded and charge_id:
@@ -73,18 +73,18 @@ def charge_refunded(s: Session, charge: dict[str, Any], event: StripeEvent) -> s
             raise NotYet(f"charge {charge_id}: Stripe lists {_listed_sum(refunds)} of "
                          f"{refunded} cents refunded")
     for r in refunds:
-        topups.apply_refund(s, topup, refund_id=_id(r.get("id")) or "", amount=_cents(r, "amount"),
+        topups.apply_refund(s, topup, refund_id=stripe_id(r.get("id")) or "", amount=_cents(r, "amount"),
                             status=str(r.get("status")), charge=charge_id)
     return EventStatus.PROCESSED
 
 
 def refund_event(s: Session, refund: dict[str, Any], event: StripeEvent) -> str:
     """``refund.created/updated/failed``: apply this refund (claw back or restore)."""
-    refund_id = _id(refund.get("id"))
+    refund_id = stripe_id(refund.get("id"))
     if refund_id is None:
         raise Rejected("refund without id")
-    charge_id = _id(refund.get("charge"))
-    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(refund.get("payment_intent")))
+    charge_id = stripe_id(refund.get("charge"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=stripe_id(refund.get("payment_intent")))
     status = "failed" if event.type == "refund.failed" else str(refund.get("status"))
     topups.apply_refund(s, topup, refund_id=refund_id, amount=_cents(refund, "amount"),
                         status=status, charge=charge_id)
@@ -106,14 +106,14 @@ def _dispute_step(event_type: str, status: str) -> str | None:
 
 def dispute_event(s: Session, dispute: dict[str, Any], event: StripeEvent) -> str:
     """``charge.dispute.*``: one dispute step, once (see module doc)."""
-    dispute_id = _id(dispute.get("id"))
+    dispute_id = stripe_id(dispute.get("id"))
     if dispute_id is None:
         raise Rejected("dispute without id")
     step = _dispute_step(event.type, str(dispute.get("status")))
     if step is None:
         return EventStatus.IGNORED
-    charge_id = _id(dispute.get("charge"))
-    topup = topups.for_charge(s, charge=charge_id, payment_intent=_id(dispute.get("payment_intent")))
+    charge_id = stripe_id(dispute.get("charge"))
+    topup = topups.for_charge(s, charge=charge_id, payment_intent=stripe_id(dispute.get("payment_intent")))
     topups.apply_dispute(s, topup, dispute_id=dispute_id, amount=_cents(dispute, "amount"),
                          step=step, charge=charge_id)
     return EventStatus.PROCESSED
@@ -123,12 +123,12 @@ def _line_price(line: dict[str, Any]) -> str | None:
     """A line's Stripe Price id: ``pricing.price_details.price`` (API 2025-03-31 and
     later), else ``price.id`` / ``plan.id`` (earlier versions)."""
     details = (line.get("pricing") or {}).get("price_details") or {}
-    return _id(details.get("price")) or _id(line.get("price")) or _id(line.get("plan"))
+    return stripe_id(details.get("price")) or stripe_id(line.get("price")) or stripe_id(line.get("plan"))
 
 
 def invoice_paid(s: Session, invoice: dict[str, Any], event: StripeEvent) -> str:
     """Grant the plan's monthly credits (× quantity) once per invoice (``invoice:{id}``)."""
-    invoice_id, customer = _id(invoice.get("id")), _id(invoice.get("customer"))
+    invoice_id, customer = stripe_id(invoice.get("id")), stripe_id(invoice.get("customer"))
     if invoice_id is None or customer is None:
         raise Rejected("invoice without id or customer")
     plans = load_plans(get_settings().plans_file or PLANS_FILE)

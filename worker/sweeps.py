@@ -73,17 +73,12 @@ def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[
     return work + [(queues.SEND_NOTIFICATION, nid) for nid, _ in notes]
 
 
-def poll_interval_s(polls: int, silent_after_s: float, max_interval_s: float) -> float:
-    """Seconds until the next poll of a silent job polled ``polls`` times:
-    ``silent_after_s × 2**polls``, at most ``max_interval_s``."""
-    return min(max_interval_s, silent_after_s * 2 ** min(polls, 30))
-
-
 def silent_jobs(factory: sessionmaker[Session], silent_after_s: float,
                 max_interval_s: float = 60.0) -> list[str]:
     """Running jobs RunPod has been silent about (not checked for ``silent_after_s``)
     whose next poll is due; each poll is counted and pushes the next one back
-    exponentially (``poll_interval_s``), so a long job is not polled every few seconds."""
+    exponentially (``silent_after_s × 2**polls``, at most ``max_interval_s``: the outbox's
+    ``republish_after_s``), so a long job is not polled every few seconds."""
     now = utcnow()
     cutoff = now - timedelta(seconds=silent_after_s)
     with transaction(factory) as s:
@@ -96,7 +91,7 @@ def silent_jobs(factory: sessionmaker[Session], silent_after_s: float,
             by_polls.setdefault(polls, []).append(job_id)
         # One UPDATE per backoff step (a handful), not one per job.
         for polls, ids in by_polls.items():
-            wait = poll_interval_s(polls + 1, silent_after_s, max_interval_s)
+            wait = republish_after_s(polls + 1, silent_after_s, max_interval_s)
             s.execute(update(Job).where(Job.id.in_(ids), Job.status_polls == polls).values(
                 status_polls=polls + 1, next_poll_at=now + timedelta(seconds=wait)))
     return [job_id for job_id, _ in due]

@@ -3,6 +3,7 @@ in ``gpubill.cli`` with ``main.add_command``."""
 from __future__ import annotations
 
 import getpass
+import sys
 from functools import lru_cache
 from typing import Any
 
@@ -12,6 +13,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpubill.settings import get_settings
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` to stderr and exit 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
 
 
 def ledger_sessions() -> sessionmaker[Session]:

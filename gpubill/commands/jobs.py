@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import click
 
-from gpubill.commands import Group, ledger_sessions
+from gpubill.commands import Group, fail, ledger_sessions
 from gpubill.settings import get_settings
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def _receipt(job_id: str) -> dict[str, Any]:
@@ -24,7 +18,7 @@ def _receipt(job_id: str) -> dict[str, Any]:
     with transaction(ledger_sessions()) as s:
         job = s.get(Job, job_id)
         if job is None:
-            _fail(f"no job {job_id}")
+            fail(f"no job {job_id}")
         return {**receipt(job), "hold_open": _open_hold(s, job)}
 
 
@@ -77,17 +71,17 @@ def retry_settlement(job_id: str, enqueue: bool) -> None:
     with transaction(factory) as s:
         job = s.get(Job, job_id)
         if job is None:
-            _fail(f"no job {job_id}")
+            fail(f"no job {job_id}")
         status, open_hold = job.status, _open_hold(s, job)
     if status in JobStatus.TERMINAL:
         if open_hold is not None:
-            _fail(f"job {job_id} is {status} but hold {open_hold} is still open; "
+            fail(f"job {job_id} is {status} but hold {open_hold} is still open; "
                   "run `gpubill reconcile` and fix it by hand")
         click.echo(f"already settled: {job_id} is {status}; nothing to do")
         _print_settlement(job_id)
         return
     if status not in JobStatus.RUNNING:
-        _fail(f"job {job_id} is {status}: not dispatched to RunPod, nothing to settle "
+        fail(f"job {job_id} is {status}: not dispatched to RunPod, nothing to settle "
               "(the outbox sweeper dispatches held jobs)")
     if enqueue:
         _publish(job_id)
@@ -103,9 +97,14 @@ def _publish(job_id: str) -> None:
 
     cfg = get_settings()
     if not cfg.broker_url:
-        _fail("GPUBILL_BROKER_URL is not set")
-    if not queues.enqueue(queues.producer(cfg.broker_url), queues.REFRESH_STATUS, job_id):
-        _fail("broker unreachable; nothing published")
+        fail("GPUBILL_BROKER_URL is not set")
+    producer = queues.producer(cfg.broker_url)
+    try:
+        published = queues.enqueue(producer, queues.REFRESH_STATUS, job_id)
+    finally:
+        producer.close()
+    if not published:
+        fail("broker unreachable; nothing published")
     click.echo(f"enqueued {queues.REFRESH_STATUS}({job_id})")
 
 
@@ -124,7 +123,7 @@ def _settle_here(job_id: str) -> str | None:
                                 cfg.runpod_timeout_s)
         return lifecycle.apply_status(ledger_sessions(), job_id, gateway.status(*where))
     except (RunPodTransient, RunPodRejected) as err:
-        _fail(f"RunPod status of {job_id} failed, nothing changed: {err}")
+        fail(f"RunPod status of {job_id} failed, nothing changed: {err}")
     return None
 
 

@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import re
-import sys
 import uuid
 
 import click
 
-from gpubill.commands import Group, ledger_sessions, table, whoami
-
-
-def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+from gpubill.commands import Group, fail, ledger_sessions, table, whoami
 
 
 @click.group(cls=Group)

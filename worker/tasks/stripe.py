@@ -45,8 +45,7 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
     for event_id in event_ids:
         with logs.bound(event_id=event_id):
             try:
-                results[event_id] = status = _apply(event_id)
-                base = cfg.stripe_retry_base_s
+                status, base = _apply(event_id), cfg.stripe_retry_base_s
             except TRANSIENT:
                 log.warning("stripe event %s met a transient error; retrying alone", event_id, exc_info=True)
                 status, base = stripe_events.PENDING, 1.0
@@ -54,8 +53,9 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
                 # Publishing fails only with the broker down: the row stays received
                 # and the outbox sweeper publishes it.
                 context.publish(queues.PROCESS_STRIPE_EVENT, event_id, countdown=backoff(0, base=base))
-                results[event_id] = RETRYING
-            log.info("stripe event %s: %s (batch of %d)", event_id, results[event_id], len(event_ids))
+                status = RETRYING
+            results[event_id] = status
+            log.info("stripe event %s: %s (batch of %d)", event_id, status, len(event_ids))
     return results
 
 
