@@ -85,7 +85,7 @@ def _decode(cursor: str) -> tuple[datetime, int, int]:
 # One statement per kind of cursor, built once with bound parameters: building and
 # cache-keying this union per call cost ~1.5 ms of Python, ten times running it.
 _USER, _N = bindparam("user_id", type_=String), bindparam("n", type_=Integer)
-_C_AT, _C_RID = bindparam("c_at", type_=DateTime), bindparam("c_rid", type_=Integer)
+_C_AT, _C_RID = bindparam("c_at", type_=DateTime), bindparam("c_rid", type_=BigInteger)
 
 
 def _before(at_col, src: int, rid_col, cursor_src: int | None):  # type: ignore[no-untyped-def]

@@ -8,29 +8,13 @@ A single statement is atomic on its own, so nothing can be half-written.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Connection, Engine, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ledger.db import make_engine
 from ledger.models import EventStatus, StripeEvent, utcnow
+from ledger.operations import insert_ignore_statement
 
 _EVENTS = StripeEvent.__table__
-
-
-def _insert(dialect_insert: Any) -> Any:
-    # Built once: building and cache-keying a statement per call costs more than running it.
-    return (dialect_insert(_EVENTS)
-            .values(id=bindparam("p_id"), type=bindparam("p_type"), livemode=bindparam("p_livemode"),
-                    api_version=bindparam("p_api_version"), payload=bindparam("p_payload"),
-                    status=EventStatus.RECEIVED, attempts=0, republishes=0,
-                    received_at=bindparam("p_received_at"))
-            .on_conflict_do_nothing()
-            .returning(_EVENTS.c.id))
-
-
-_INSERT = {"postgresql": _insert(postgresql.insert), "sqlite": _insert(sqlite.insert)}
 _STATUS = select(_EVENTS.c.status).where(_EVENTS.c.id == bindparam("p_id"))
 
 
@@ -50,9 +34,10 @@ def store_stripe_event(conn: Connection, *, event_id: str, type: str, livemode: 
     stored (a duplicate delivery changes nothing). Raises SQLAlchemy's
     ``OperationalError`` when the database is unreachable (nothing stored).
     """
-    new = conn.execute(_INSERT[conn.dialect.name], {
-        "p_id": event_id, "p_type": type, "p_livemode": livemode, "p_api_version": api_version,
-        "p_payload": payload, "p_received_at": utcnow()}).scalar_one_or_none()
+    new = conn.execute(insert_ignore_statement(conn.dialect.name, _EVENTS), {
+        "id": event_id, "type": type, "livemode": livemode, "api_version": api_version,
+        "payload": payload, "status": EventStatus.RECEIVED, "attempts": 0, "republishes": 0,
+        "received_at": utcnow()}).scalar_one_or_none()
     status = None if new is not None else conn.execute(_STATUS, {"p_id": event_id}).scalar_one()
     conn.commit()  # SQLite's transaction; a no-op without a round trip in autocommit
     return status

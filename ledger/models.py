@@ -324,7 +324,6 @@ class TopupStatus:
     FAILED = "failed"        # async_payment_failed: closed without credit
     EXPIRED = "expired"      # checkout.session.expired: closed without credit
     MISMATCH = "mismatch"    # paid amount/currency differ from the stored top-up: flagged
-    CLOSED = (FAILED, EXPIRED)
 
 
 class ReversalStatus:

@@ -105,25 +105,21 @@ _HOLD_BY_KEY = select(_H).where(_H.c.op_key == bindparam("p_key"))
 _HOLD_BY_ID = select(_H).where(_H.c.id == bindparam("p_id"))
 
 
-@lru_cache(maxsize=4)
-def _insert_hold(dialect: str) -> Any:
+@lru_cache(maxsize=None)
+def insert_ignore_statement(dialect: str, table: Any) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for ``table`` on
+    ``dialect`` ("postgresql" or "sqlite"), built once (see above); execute it with the
+    row's values as parameters keyed by column name."""
     ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return ins(_H).values(
-        op_key=bindparam("p_key"), user_id=bindparam("p_user"), amount=bindparam("p_amount"),
-        status=HoldStatus.OPEN, captured=0, job_id=bindparam("p_job"),
-        expires_at=bindparam("p_expires"), created_at=bindparam("p_now"),
-    ).on_conflict_do_nothing().returning(_H.c.id)
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
+    return ins(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
 def insert_ignore(session: Session, model: type, **values: object) -> Any | None:
     """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns the new
     row's primary key, or None when a conflicting row already exists."""
-    dialect = session.get_bind().dialect.name
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = model.__table__
-    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
-    stmt = ins(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
-    return _run(session, stmt).scalar_one_or_none()
+    stmt = insert_ignore_statement(session.get_bind().dialect.name, model.__table__)  # type: ignore[attr-defined]
+    return _run(session, stmt, values).scalar_one_or_none()
 
 
 def ensure_wallet(session: Session, user_id: str) -> None:
@@ -243,9 +239,9 @@ def place_hold(session: Session, *, user_id: str, amount: int, op_key: str,
     now = utcnow()
     reserved = _run(session, _RESERVE, {"p_user": user_id, "p_amount": amount, "p_now": now}).rowcount
     if reserved == 1:
-        hold_id = _run(session, _insert_hold(session.get_bind().dialect.name), {
-            "p_key": op_key, "p_user": user_id, "p_amount": amount, "p_job": job_id,
-            "p_expires": expires_at, "p_now": now}).scalar_one_or_none()
+        hold_id = insert_ignore(session, Hold, op_key=op_key, user_id=user_id, amount=amount,
+                                status=HoldStatus.OPEN, captured=0, job_id=job_id,
+                                expires_at=expires_at, created_at=now)
         if hold_id is not None:
             return HoldOutcome(hold_id, amount, expires_at, replayed=False)
         # The key is taken (a replay, or a twin that committed first): undo our

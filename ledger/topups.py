@@ -130,7 +130,7 @@ def for_charge(s: Session, *, charge: str | None, payment_intent: str | None) ->
     """
     topup = _locked(s, Topup.charge_id == charge) if charge else None
     if topup is None and payment_intent:
-        topup = _locked(s, Topup.payment_intent_id == payment_intent)
+        topup = by_payment_intent(s, payment_intent)
     if topup is None:
         raise NotYet(f"no top-up linked to charge {charge} / payment_intent {payment_intent} yet")
     if topup.status == TopupStatus.OPEN:

@@ -6,11 +6,10 @@ timings are integer milliseconds.
 """
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
 from gpubill import queues
@@ -21,16 +20,11 @@ from pricing import JobParams, Quote, QuoteError, quote, quote_body
 from webhook_receiver import idempotency, services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError, error_body
-from webhook_receiver.schemas import USER_ID_PATTERN, JobRequest, QuoteRequest, parse_json
+from webhook_receiver.schemas import JobRequest, QuoteRequest, check_user_id, parse_json
 from webhook_receiver.tokens import webhook_token
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
-_USER_ID = re.compile(USER_ID_PATTERN)
 
-
-# The receipt and the quote's shape live with the job (ledger.jobs, pricing): the worker
-# sends the same receipt in its notifications.
-job_body = receipt
 
 
 def _priced(job_type: str, params: JobParams) -> Quote:
@@ -76,6 +70,7 @@ def create_job():  # type: ignore[no-untyped-def]
             first = idempotency.claim(s, key, idempotency.body_hash(request.get_json()), answer,
                                       job_id if funded else None)
             if first is not None:  # a replay: store nothing more, answer as the first time
+                g.log_job_id = first.body.get("job_id")
                 response = jsonify(first.body)
                 response.headers[idempotency.REPLAYED_HEADER] = "true"
                 return response, first.status
@@ -87,6 +82,7 @@ def create_job():  # type: ignore[no-untyped-def]
             ))
     if funded:
         services.publish(queues.PLACE_HOLD, job_id)  # after commit; the sweeper covers a failure
+        g.log_job_id = job_id  # for the request's log line (webhook_receiver.logcontext)
     return jsonify(answer.body), answer.status
 
 
@@ -126,15 +122,14 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
         job = s.get(Job, job_id[:40])
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
-        return jsonify(job_body(job))
+        return jsonify(receipt(job))
 
 
 @bp.get("/wallets/<user_id>")
 @require_api_key
 def get_wallet(user_id: str):  # type: ignore[no-untyped-def]
     """``{user_id, balance, held, available, status}`` in credits; unknown user → zeros."""
-    if not _USER_ID.match(user_id):
-        raise ApiError(422, "invalid_request", "user_id must match " + USER_ID_PATTERN)
+    check_user_id(user_id)
     with transaction(services.sessions()) as s:
         wallet = s.scalars(select(Wallet).where(Wallet.user_id == user_id)).one_or_none()
         return jsonify(wallet_body(user_id, wallet))

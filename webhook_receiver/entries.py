@@ -7,7 +7,6 @@ cursor or limit → 422; an unknown wallet → an empty list.
 """
 from __future__ import annotations
 
-import re
 
 from flask import Blueprint, jsonify, request
 
@@ -16,10 +15,9 @@ from ledger.db import transaction
 from webhook_receiver import services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from webhook_receiver.schemas import USER_ID_PATTERN
+from webhook_receiver.schemas import check_user_id
 
 bp = Blueprint("entries", __name__, url_prefix="/v1")
-_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def entry_body(e: entries.Entry) -> dict[str, object]:
@@ -30,8 +28,7 @@ def entry_body(e: entries.Entry) -> dict[str, object]:
 @bp.get("/wallets/<user_id>/entries")
 @require_api_key
 def list_entries(user_id: str):  # type: ignore[no-untyped-def]
-    if not _USER_ID.match(user_id):
-        raise ApiError(422, "invalid_request", "user_id must match " + USER_ID_PATTERN)
+    check_user_id(user_id)
     raw_limit = request.args.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= entries.MAX_LIMIT:
         raise ApiError(422, "invalid_request", f"limit must be an integer from 1 to {entries.MAX_LIMIT}",

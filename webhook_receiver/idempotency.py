@@ -28,7 +28,6 @@ from webhook_receiver.errors import ApiError
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces; Stripe allows 255
-_FALLBACK_SCOPE = "settings"  # until an API key id is known (auth sets g.api_key_id)
 
 
 def request_key() -> str | None:
@@ -61,7 +60,7 @@ def claim(s: Session, key: str, request_hash: str, answer: Answer,
     this request is the first (the caller goes on and commits its work); else the stored
     answer to replay (the caller must store nothing else). Raises 409
     ``idempotency_key_reused`` when the key came with a different body."""
-    scope = str(getattr(g, "api_key_id", None) or _FALLBACK_SCOPE)
+    scope = str(g.api_key_id)  # set by auth.require_api_key, which every caller sits behind
     taken = insert_ignore(s, IdempotencyKey, scope=scope, key=key, request_hash=request_hash,
                           status_code=answer.status, response=json.dumps(answer.body),
                           job_id=job_id, created_at=utcnow()) is None

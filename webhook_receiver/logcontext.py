@@ -30,11 +30,8 @@ def _bind() -> None:
 
 
 def _request_line(response: Response) -> Response:
-    extra: dict[str, object] = {}
-    if request.path.startswith("/v1/") and response.is_json and not response.direct_passthrough:
-        body = response.get_json(silent=True)
-        if isinstance(body, dict) and isinstance(body.get("job_id"), str):
-            extra["job_id"] = body["job_id"]
+    # A job created by this request (set by api.create_job; URL job ids are bound in _bind).
+    extra: dict[str, object] = {"job_id": g.log_job_id} if g.get("log_job_id") else {}
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     elapsed_ms = round((time.perf_counter() - g.get("log_start", time.perf_counter())) * 1000, 1)
     level = logging.DEBUG if route in _PROBES else logging.INFO  # probes would drown the rest

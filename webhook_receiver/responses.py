@@ -1,6 +1,6 @@
 """Response bodies of the HTTP API as pydantic models: the source of ``/openapi.json``.
 
-Views build plain dicts (``api.job_body`` …); tests validate real responses against
+Views build plain dicts (``ledger.jobs.receipt`` …); tests validate real responses against
 these models (``extra="forbid"``), so the published spec cannot drift from what the
 receiver answers. Money: int credits; USD and GPU-seconds: decimal strings; RunPod
 timings: int milliseconds; times: ISO 8601 UTC with ``Z``.

@@ -1,6 +1,7 @@
 """Request bodies of the ``/v1`` API (pydantic), and the 422 error they produce."""
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from flask import request
@@ -10,6 +11,13 @@ from pricing import JobParams
 from webhook_receiver.errors import ApiError
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+
+
+def check_user_id(user_id: str) -> None:
+    """A ``user_id`` from the URL; raises ``ApiError`` 422 unless it matches ``USER_ID_PATTERN``."""
+    if not _USER_ID.match(user_id):
+        raise ApiError(422, "invalid_request", "user_id must match " + USER_ID_PATTERN)
 
 
 class JobRequest(BaseModel):
