@@ -39,6 +39,10 @@ class Api(Client):
 
     post_event = Client.stripe_event
 
+    def post_stripe_raw(self, payload: bytes, headers: dict[str, str]) -> requests.Response:
+        """POST ``payload`` to the Stripe webhook as it is (any signature headers, or none)."""
+        return requests.post(f"{self.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
+
     @property
     def stripe(self) -> StripeStandIn:
         """The Stripe stand-in's control surface (pay, refund, dispute … → signed webhooks)."""

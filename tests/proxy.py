@@ -43,8 +43,6 @@ class TcpProxy:
                 c.close()
             self._conns.clear()
 
-    close = cut
-
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:

@@ -27,6 +27,18 @@ def broker(tmp_path) -> Iterator[EmbeddedBroker]:  # type: ignore[no-untyped-def
         b.stop()
 
 
+@pytest.fixture
+def publisher(broker) -> Iterator[BatchPublisher]:  # type: ignore[no-untyped-def]
+    """A batch publisher of ``stripe.process_event`` (100 ids a message) to ``broker``."""
+    producer = queues.producer(broker.url)
+    publisher = BatchPublisher(producer, TASK, max_batch=100)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+        producer.close()
+
+
 def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str, list[str]]]:
     """(task name, args) of the messages on the ``stripe`` queue until ``want_ids`` ids
     have arrived (or the timeout), consumed with kombu as a worker would."""
@@ -47,17 +59,11 @@ def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str,
     return got
 
 
-def test_a_burst_is_published_in_fewer_messages_each_id_exactly_once(broker) -> None:
-    producer = queues.producer(broker.url)
-    publisher = BatchPublisher(producer, TASK, max_batch=100)
+def test_a_burst_is_published_in_fewer_messages_each_id_exactly_once(broker, publisher) -> None:
     ids = [f"evt_burst{i}" for i in range(1000)]
-    try:
-        for i in ids:
-            publisher.submit(i)
-        got = _messages(broker.url, len(ids))
-    finally:
-        publisher.close()
-        producer.close()
+    for i in ids:
+        publisher.submit(i)
+    got = _messages(broker.url, len(ids))
     assert {name for name, _ in got} == {TASK}
     published = [i for _, args in got for i in args]
     assert sorted(published) == sorted(ids)  # every id, none twice
@@ -66,35 +72,23 @@ def test_a_burst_is_published_in_fewer_messages_each_id_exactly_once(broker) -> 
     print(f"\n1000 ids in {len(got)} messages")
 
 
-def test_an_idle_id_goes_out_alone(broker) -> None:
-    producer = queues.producer(broker.url)
-    publisher = BatchPublisher(producer, TASK)
-    try:
-        publisher.submit("evt_alone")
-        assert _messages(broker.url, 1) == [(TASK, ["evt_alone"])]
-    finally:
-        publisher.close()
-        producer.close()
+def test_an_idle_id_goes_out_alone(broker, publisher) -> None:
+    publisher.submit("evt_alone")
+    assert _messages(broker.url, 1) == [(TASK, ["evt_alone"])]
 
 
-def test_a_broker_outage_neither_blocks_submit_nor_stops_the_thread(broker) -> None:
-    producer = queues.producer(broker.url)
-    publisher = BatchPublisher(producer, TASK)
+def test_a_broker_outage_neither_blocks_submit_nor_stops_the_thread(broker, publisher) -> None:
+    publisher.submit("evt_before")
+    assert _messages(broker.url, 1) == [(TASK, ["evt_before"])]
+    broker.stop()
+    started = time.monotonic()
+    publisher.submit("evt_during")  # its row would stay pending for the outbox sweeper
+    assert time.monotonic() - started < 0.5  # the request thread does not wait on the broker
+    time.sleep(2)  # the thread's publish attempt fails (about 1 s of retries)
+    restarted = EmbeddedBroker(broker.data_dir, port=broker.port).start()
     try:
-        publisher.submit("evt_before")
-        assert _messages(broker.url, 1) == [(TASK, ["evt_before"])]
-        broker.stop()
-        started = time.monotonic()
-        publisher.submit("evt_during")  # its row would stay pending for the outbox sweeper
-        assert time.monotonic() - started < 0.5  # the request thread does not wait on the broker
-        time.sleep(2)  # the thread's publish attempt fails (about 1 s of retries)
-        restarted = EmbeddedBroker(broker.data_dir, port=broker.port).start()
-        try:
-            publisher.submit("evt_after")
-            arrived = [i for _, args in _messages(restarted.url, 1) for i in args]
-            assert "evt_after" in arrived
-        finally:
-            restarted.stop()
+        publisher.submit("evt_after")
+        arrived = [i for _, args in _messages(restarted.url, 1) for i in args]
+        assert "evt_after" in arrived
     finally:
-        publisher.close()
-        producer.close()
+        restarted.stop()

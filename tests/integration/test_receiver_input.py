@@ -12,7 +12,6 @@ from sqlalchemy import func, select
 from emulators.stripe import events as se
 from ledger.db import transaction
 from ledger.models import Job, StripeEvent
-from tests.helpers import Api
 
 pytestmark = pytest.mark.integration
 
@@ -103,10 +102,6 @@ def _event() -> dict:
                     se.paid_checkout_session(user_id=f"s-{secrets.token_hex(4)}", pack="small", amount_total=500))
 
 
-def _post(api: Api, payload: bytes, headers: dict[str, str]) -> requests.Response:
-    return requests.post(f"{api.base}/webhooks/stripe", data=payload, headers=headers, timeout=5)
-
-
 @pytest.mark.parametrize("case", ["missing", "forged", "wrong_secret", "stale", "future", "altered", "garbage"])
 def test_bad_stripe_signatures_are_400_and_store_nothing(api, sessions, case) -> None:
     before = counts(sessions)
@@ -126,7 +121,7 @@ def test_bad_stripe_signatures_are_400_and_store_nothing(api, sessions, case) ->
         payload = payload.replace(b'"livemode":false', b'"livemode":true', 1)
     elif case == "garbage":
         headers["Stripe-Signature"] = "garbage"
-    err = error(_post(api, payload, headers), 400)
+    err = error(api.post_stripe_raw(payload, headers), 400)
     assert err["code"] in ("missing_signature", "invalid_signature")
     assert counts(sessions) == before
 
@@ -135,7 +130,7 @@ def test_bad_stripe_signatures_are_400_and_store_nothing(api, sessions, case) ->
 def test_signed_but_malformed_events_are_400(api, sessions, raw) -> None:
     before = counts(sessions)
     headers = {"Stripe-Signature": se.stripe.WebhookSignature.generate_signature_header(raw.decode(), api.secret)}
-    assert error(_post(api, raw, headers), 400)["code"] == "invalid_payload"
+    assert error(api.post_stripe_raw(raw, headers), 400)["code"] == "invalid_payload"
     assert counts(sessions) == before
 
 

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulators.stripe import events as se
-from tests.helpers import Api
 from tests.integration.test_receiver_input import counts
 
 pytestmark = pytest.mark.integration
@@ -26,10 +25,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12)
 
-
-
-def _stripe(api: Api, payload: bytes, headers: dict[str, str]) -> requests.Response:
-    return requests.post(f"{api.base}/webhooks/stripe", data=payload, headers=headers, timeout=10)
 
 
 @FUZZ
@@ -44,7 +39,7 @@ def test_truncated_stripe_events_are_refused_and_store_nothing(api, sessions, cu
         headers["Stripe-Signature"] = se.stripe.WebhookSignature.generate_signature_header(
             truncated.decode(errors="ignore"), api.secret)
         truncated = truncated.decode(errors="ignore").encode()
-    r = _stripe(api, truncated, headers)
+    r = api.post_stripe_raw(truncated, headers)
     assert r.status_code == 400, r.text
     assert counts(sessions) == before
 
@@ -58,7 +53,7 @@ def test_random_bytes_to_the_stripe_webhook_are_4xx(api, sessions, raw, signed) 
         text = raw.decode(errors="ignore")
         headers["Stripe-Signature"] = se.stripe.WebhookSignature.generate_signature_header(text, api.secret)
         raw = text.encode()
-    r = _stripe(api, raw, headers)
+    r = api.post_stripe_raw(raw, headers)
     assert 400 <= r.status_code < 500, r.text
     if not signed:
         assert counts(sessions) == before
