@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # RunPod terminal statuses (RunPod /status `status`) → our job status on release.
 RELEASE_ON = {"FAILED": JobStatus.FAILED, "TIMED_OUT": JobStatus.TIMED_OUT,
               "CANCELLED": JobStatus.CANCELLED}
+TERMINAL = frozenset({"COMPLETED", *RELEASE_ON})
 
 
 def hold_key(job_id: str) -> str:
@@ -194,8 +195,8 @@ def apply_status(factory: sessionmaker[Session], job_id: str,
         if state == "IN_PROGRESS":
             job.status = JobStatus.IN_PROGRESS
             job.in_progress_at = job.in_progress_at or utcnow()
-        elif state == "COMPLETED" or state in RELEASE_ON:
-            _settle(s, job, state, status)
+        elif state in TERMINAL:
+            settle_terminal(s, job, state, status)
         return job.status
 
 
@@ -223,7 +224,9 @@ def record_timings(job: Job, status: dict[str, Any] | None) -> int:
     return execution_ms
 
 
-def _settle(s: Session, job: Job, state: str, status: dict[str, Any]) -> None:
+def settle_terminal(s: Session, job: Job, state: str, status: dict[str, Any]) -> None:
+    """Settle a running ``job`` (row-locked) from RunPod's terminal ``state`` (one of
+    ``TERMINAL``) and its ``/status`` body, in the caller's transaction."""
     if not isinstance(status.get("executionTime"), int):
         # RunPod always reports it on a terminal status; without it bill the minimum.
         log.warning("job %s: %s without executionTime", job.id, state)

@@ -4,8 +4,12 @@ Both go in three steps. (1) One transaction: a job RunPod has not started is rel
 at once (``cancelled`` / ``expired``); a running one is marked (``stop_requested_at``,
 ``stop_reason``). (2) The task asks RunPod ``/cancel`` — outside any transaction. (3) It
 re-fetches ``/status`` and settles: a cancel by the job's frozen cancel policy
-(``lifecycle.apply_status`` → ``settle_cancelled``), an expiry by releasing it all as
-expired. A webhook or the poller seeing RunPod's CANCELLED settles the same way, by
+(``lifecycle.apply_status`` → ``settle_cancelled``). An expiry asks ``/status`` first:
+a job RunPod already ended (COMPLETED just before our clock ran out, FAILED, ...) is
+settled from that status exactly as its webhook would settle it — charged its measured
+``executionTime``, output kept; only a job still running is cancelled, and then
+settled from what ``/status`` reports after the cancel (COMPLETED if RunPod finished
+first, else CANCELLED → released as expired). A webhook or the poller seeing RunPod's CANCELLED settles the same way, by
 ``stop_reason``; whichever commits first wins and the other is a no-op (job row lock
 and status compare-and-set, hold compare-and-set).
 """
@@ -18,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, db_utcnow
 from ledger.models import Hold, HoldStatus, JobStatus, utcnow
-from worker.lifecycle import locked_job, record_timings, release
+from worker.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
 from worker.notifications import transaction as ending_transaction
 
 NOT_STARTED = (JobStatus.REQUESTED, JobStatus.HELD)
@@ -59,15 +63,25 @@ def begin_expire(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
 
 def settle_expired(factory: sessionmaker[Session], job_id: str,
                    status: dict[str, Any] | None) -> str | None:
-    """Expiry step 3: release the whole hold as expired (operation key
-    ``job:{id}:expire``), keeping RunPod's timings from ``status`` when known. A job
-    that ended meanwhile (e.g. a capture committed first) is left as it is. Returns the
-    job's status after."""
+    """Expiry step 3, from RunPod's ``/status`` body (None: unknown or unreachable).
+
+    A terminal RunPod status settles as ``lifecycle.settle_terminal`` does for any job
+    (COMPLETED captures ``charge(quote, executionTime)`` and keeps the output); RunPod's
+    CANCELLED — our stop — and no status release the whole hold as expired (operation
+    key ``job:{id}:expire``). A job that ended meanwhile (e.g. a capture committed
+    first) is left as it is. Returns the job's status after."""
     with ending_transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
             return None
-        if job.status not in JobStatus.TERMINAL:
+        if job.status in JobStatus.TERMINAL:
+            return job.status
+        state = str((status or {}).get("status", ""))
+        if state in TERMINAL and job.status in JobStatus.RUNNING:
+            job.runpod_status = state[:16]
+            job.stop_reason = job.stop_reason or STOP_EXPIRE
+            settle_terminal(s, job, state, status or {})
+        else:
             record_timings(job, status)
             release(s, job, JobStatus.EXPIRED, "hold expired", expired=True)
         return job.status

@@ -118,3 +118,60 @@ def test_capture_and_expiry_of_one_hold_apply_once(sessions, invariants) -> None
         captured = s.scalar(select(func.coalesce(func.sum(Hold.captured), 0)).where(Hold.user_id == user))
         assert (wallet.balance, wallet.held) == (1000 - captured, 0)
     invariants()
+
+
+@pytest.mark.parametrize("state, outcome", [
+    ("COMPLETED", JobStatus.COMPLETED), ("FAILED", JobStatus.FAILED),
+    ("TIMED_OUT", JobStatus.TIMED_OUT), ("CANCELLED", JobStatus.EXPIRED)])
+def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state, outcome) -> None:
+    """Issue 11 case 1: RunPod finished just before our /cancel reached it. The expiry
+    settles exactly as a webhook for that status would: COMPLETED is charged its
+    measured executionTime (rate-card formula ceil(3000 ms / 1000 × 0.5) = 2 credits)
+    and keeps its output; FAILED / TIMED_OUT release as such; only RunPod's CANCELLED
+    (our own stop) ends ``expired``."""
+    user = f"race-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    job_id, hold = running_job(sessions, user)
+    with transaction(sessions) as s:
+        s.get(Job, job_id).stop_reason = "expire"
+    status = {"status": state, "executionTime": 3000, "delayTime": 10,
+              "output": {"url": "s3://x"} if state == "COMPLETED" else None, "error": "boom"}
+    assert stops.settle_expired(sessions, job_id, status) == outcome
+    expected = 2 if state == "COMPLETED" else 0  # 30 s framing: price 0.5 credit/GPU-s
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        assert (job.charge, job.released, job.execution_ms) == (expected, hold - expected, 3000)
+        assert s.get(Wallet, user).balance == 1000 - expected
+        if state == "COMPLETED":
+            assert job.output == {"url": "s3://x"}
+            assert s.get(Hold, job.hold_id).status == HoldStatus.CAPTURED
+    invariants()
+
+
+def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants) -> None:
+    """The webhook's capture and an expiry that also saw COMPLETED race: one capture."""
+    user = f"race-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    for _ in range(ROUNDS):
+        job_id, _hold = running_job(sessions, user)
+        completed = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
+        race(lambda: lifecycle.apply_status(sessions, job_id, completed),
+             lambda: stops.settle_expired(sessions, job_id, completed))
+        assert (row := _job(sessions, job_id)).status == JobStatus.COMPLETED and row.charge == 2
+        assert captures_of(sessions, job_id) == 1
+    with transaction(sessions) as s:
+        assert s.get(Wallet, user).balance == 1000 - 2 * ROUNDS
+    invariants()
+
+
+def _job(sessions, job_id: str) -> Job:
+    with transaction(sessions) as s:
+        return s.get(Job, job_id)
+
+
+def captures_of(sessions, job_id: str) -> int:
+    with transaction(sessions) as s:
+        return s.scalar(select(func.count()).select_from(LedgerTransaction).where(
+            LedgerTransaction.ref == job_id, LedgerTransaction.kind == "capture"))

@@ -85,14 +85,17 @@ def cancel(self, job_id: str) -> str | None:
 
 @app.task(name=queues.EXPIRE, bind=True, max_retries=MAX_RETRIES)
 def expire(self, job_id: str) -> str | None:
-    """A hold past ``expires_at`` (DB time): stop the RunPod job if any, then release
-    the hold as expired; the job ends ``expired`` unless it was settled first."""
+    """A hold past ``expires_at`` (DB time). RunPod's ``/status`` first: a job RunPod
+    already ended is settled from it (``stops.settle_expired``); one still queued or
+    running is cancelled, re-fetched, and settled from what RunPod then reports."""
     try:
         where = stops.begin_expire(context.sessions(), job_id)
         if where is None:
             return None
         try:
-            status = _stop_and_fetch(where)
+            status = context.runpod().status(*where)
+            if str((status or {}).get("status")) not in lifecycle.TERMINAL:
+                status = _stop_and_fetch(where)
         except RunPodRejected:
             status = None  # still release: the hold has run out either way
         return stops.settle_expired(context.sessions(), job_id, status)
