@@ -14,7 +14,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from pricing.ratecard import JobType, RateCard, card_in_force
+from pricing.ratecard import JobType, LifetimeError, RateCard, card_in_force
 
 
 class JobParams(BaseModel):
@@ -105,7 +105,8 @@ def quote(job_type: JobType | str, params: JobParams, *, at: datetime | None = N
           card: RateCard | None = None) -> Quote:
     """Price ``job_type`` with ``params`` by the card in force at ``at`` (or ``card``).
 
-    Raises ``KeyError`` for an unknown job type and ``QuoteError`` for unpriceable params.
+    Raises ``KeyError`` for an unknown job type and ``QuoteError`` for unpriceable params,
+    including a funded time RunPod's lifetime bounds cannot run (``RateCard.lifetimes``).
     """
     card = card or card_in_force(at)
     rate = card.job(job_type)
@@ -116,6 +117,11 @@ def quote(job_type: JobType | str, params: JobParams, *, at: datetime | None = N
         rate.min_charge,
         _ceil(card.min_funded_gpu_seconds * price),
     )
+    max_gpu_seconds = _floor(hold / price)
+    try:
+        card.lifetimes(max_gpu_seconds)  # RunPod must be able to run what we fund
+    except LifetimeError as err:
+        raise QuoteError("duration_s", str(err)) from None
     return Quote(
         job_type=job_type,
         ratecard_version=card.version,
@@ -123,7 +129,7 @@ def quote(job_type: JobType | str, params: JobParams, *, at: datetime | None = N
         gpu=rate.gpu,
         estimated_gpu_seconds=estimate.quantize(Decimal("0.001"), rounding=ROUND_CEILING),
         hold_credits=hold,
-        max_gpu_seconds=_floor(hold / price),
+        max_gpu_seconds=max_gpu_seconds,
         credits_per_gpu_second=price,
         min_charge=rate.min_charge,
         gpu_usd_per_second=card.gpus[rate.gpu].usd_per_second,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from datetime import datetime, timezone
 from decimal import Decimal
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,34 @@ JobType = Literal["framing", "overlay", "upscale", "track"]
 CancelPolicy = Literal["charge_execution", "free"]
 JOB_TYPES: tuple[str, ...] = ("framing", "overlay", "upscale", "track")
 RATECARD_DIR = Path(__file__).with_name("ratecards")
+# RunPod's bounds on a job's execution policy ("Send API requests" → execution
+# policies, docs.runpod.io/serverless/endpoints/send-requests): executionTimeout must be
+# > 5000 ms (at most 7 days, "Endpoint configurations"); ttl >= 10 s and <= 1 week.
+RUNPOD_MIN_EXECUTION_TIMEOUT_MS = 5001
+RUNPOD_MAX_EXECUTION_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+RUNPOD_MIN_TTL_MS = 10_000
+RUNPOD_MAX_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+class LifetimeError(ValueError):
+    """A job whose funded GPU time RunPod's execution-policy bounds cannot run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """How long one job may live, derived from its funded ``max_gpu_seconds``.
+
+    ``execution_timeout_ms``: RunPod ``policy.executionTimeout`` = the funded GPU time.
+    ``ttl_ms``: RunPod ``policy.ttl``, the job's whole life from submission (queue, run
+    and the reading of its result — RunPod deletes it at ttl whatever its state) =
+    queue allowance + funded time + result allowance. ``hold_s``: our hold's life,
+    seconds = ttl + settle allowance, so our own clock never ends a job RunPod may
+    still run: by then RunPod has run, timed out or deleted it.
+    """
+
+    execution_timeout_ms: int
+    ttl_ms: int
+    hold_s: int
 
 
 class _Frozen(BaseModel):
@@ -56,9 +85,13 @@ class RateCard(_Frozen):
 
     version: str
     effective_from: datetime
-    hold_ttl_s: PositiveInt
     min_funded_gpu_seconds: PositiveInt
-    dispatch_ttl_ms: int = Field(ge=10_000)
+    # Seconds a job may wait in RunPod's queue (cold start included), seconds left
+    # after its end to read the result before RunPod's ttl deletes it, and seconds our
+    # hold outlives the ttl (see ``Lifetimes``).
+    queue_allowance_s: PositiveInt
+    result_allowance_s: PositiveInt
+    settle_allowance_s: PositiveInt
     cancel_policy: CancelPolicy = "charge_execution"
     resolution_factors: dict[str, Decimal]
     gpus: dict[str, GpuRate]
@@ -75,6 +108,19 @@ class RateCard(_Frozen):
         if self.effective_from.tzinfo is None:
             raise ValueError("effective_from needs a timezone")
         return self
+
+    def lifetimes(self, max_gpu_seconds: int) -> Lifetimes:
+        """The ``Lifetimes`` of a job funding ``max_gpu_seconds`` GPU-seconds. Raises
+        ``LifetimeError`` when RunPod's bounds (``RUNPOD_*``) cannot carry them."""
+        timeout_ms = max_gpu_seconds * 1000
+        ttl_ms = (self.queue_allowance_s + max_gpu_seconds + self.result_allowance_s) * 1000
+        if not RUNPOD_MIN_EXECUTION_TIMEOUT_MS <= timeout_ms <= RUNPOD_MAX_EXECUTION_TIMEOUT_MS:
+            raise LifetimeError(f"{max_gpu_seconds} GPU-seconds is outside RunPod's "
+                                "executionTimeout bounds (> 5 s, <= 7 days)")
+        if not RUNPOD_MIN_TTL_MS <= ttl_ms <= RUNPOD_MAX_TTL_MS:
+            raise LifetimeError(f"{max_gpu_seconds} GPU-seconds plus queue and result allowances "
+                                "exceed RunPod's longest job lifetime (ttl <= 1 week)")
+        return Lifetimes(timeout_ms, ttl_ms, ttl_ms // 1000 + self.settle_allowance_s)
 
     def job(self, job_type: str) -> JobRate:
         """The rate of ``job_type``; raises ``KeyError`` for an unknown type."""

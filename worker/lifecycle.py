@@ -23,6 +23,7 @@ from ledger.db import transaction
 from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
+from pricing.ratecard import Lifetimes
 from pricing import cancel_charge, card_by_version, charge, runpod_cost_usd
 from worker import notifications
 from worker.notifications import transaction as ending_transaction
@@ -74,6 +75,11 @@ def release(s: Session, job: Job, status: str, error: str | None, *,
     finish(s, job, status, error)
 
 
+def lifetimes_of(job: Job) -> Lifetimes:
+    """Hold life and RunPod policy of ``job``, from its frozen quote and rate card."""
+    return card_by_version(job.ratecard_version).lifetimes(job.max_gpu_seconds)
+
+
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
     """Hold the job's quoted maximum. True when the job is held (now or before) and so
     should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
@@ -87,7 +93,7 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
         if job.stop_requested_at is not None:  # cancelled before its hold
             finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
             return False
-        ttl = card_by_version(job.ratecard_version).hold_ttl_s
+        ttl = lifetimes_of(job).hold_s
         try:
             hold = ops.place_hold(s, user_id=job.user_id, amount=job.hold_credits,
                                   op_key=hold_key(job.id), job_id=job.id,
@@ -123,8 +129,7 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str) -> DispatchOrder
         # The GPU worker gets the app's input plus the job's type and priced parameters.
         job_input = {**job.input, "job_type": job.type, **job.params}
         return DispatchOrder(job.id, job.endpoint_id, job_input, job.webhook_token,
-                             job_quote(job).execution_timeout_ms,
-                             card_by_version(job.ratecard_version).dispatch_ttl_ms)
+                             lifetimes_of(job).execution_timeout_ms, lifetimes_of(job).ttl_ms)
 
 
 def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:

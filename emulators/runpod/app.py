@@ -69,6 +69,11 @@ def create_app(config: EmulatorConfig) -> Flask:
         body = engine.trace(endpoint_id, job_id)
         return jsonify(body) if body is not None else _error(404, "request does not exist")
 
+    @app.get("/_control/jobs")
+    def ground_truth() -> ResponseReturnValue:
+        """Stand-in only: ``{"jobs": [...]}``, every job accepted (``Engine.ground_truth``)."""
+        return jsonify({"jobs": engine.ground_truth()})
+
     @app.get("/v2/<endpoint_id>/health")
     def health(endpoint_id: str) -> ResponseReturnValue:
         body = engine.health(endpoint_id)

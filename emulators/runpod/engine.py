@@ -83,6 +83,7 @@ class _Job:
     output: Any = None
     error: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)  # cancel or shutdown
+    deleted_at: float | None = None  # RunPod forgot it (ttl or result retention)
 
     status_calls: int = 0
     # Stand-in only, for latency measurements: wall-clock (epoch s) /run arrival and
@@ -206,6 +207,7 @@ class Engine:
         self._threads: set[threading.Thread] = set()
         self._closing = threading.Event()
         self._run_calls: dict[str, int] = {}  # script key -> /run calls seen (run_errors)
+        self._accepted: list[_Job] = []  # every job /run ever accepted, never purged
 
     # ------------------------------------------------------------------ public API
 
@@ -234,6 +236,7 @@ class Engine:
         with self._lock:
             self._purge()
             self._jobs[job_id] = job
+            self._accepted.append(job)
             if endpoint_id not in self._workers:
                 self._workers[endpoint_id] = _Workers(profile.workers)
         self._spawn(self._execute, job, name=f"runpod-job-{job_id[:8]}")
@@ -308,6 +311,29 @@ class Engine:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def ground_truth(self) -> list[dict[str, Any]]:
+        """Stand-in only: every job ``/run`` ever accepted, oldest first, including the
+        ones RunPod has since forgotten — what RunPod would bill. Each:
+        ``{"id", "endpoint_id", "input", "webhook", "policy": {"executionTimeout",
+        "ttl"} (ms), "state", "deleted", "delay_ms", "executed_ms"}``; ``executed_ms`` is
+        the measured time on a worker so far (start → end, deletion or now)."""
+        with self._lock:
+            self._purge()
+            now = time.monotonic()
+            out = []
+            for job in self._accepted:
+                executed = 0
+                if job.started_at is not None:
+                    end = job.finished_at or job.deleted_at or now
+                    executed = _ms(end - job.started_at)
+                out.append({"id": job.id, "endpoint_id": job.endpoint_id, "input": job.input,
+                            "webhook": job.webhook,
+                            "policy": {"executionTimeout": job.execution_timeout_ms,
+                                       "ttl": job.ttl_ms},
+                            "state": job.status, "deleted": job.deleted_at is not None,
+                            "delay_ms": _body(job).get("delayTime"), "executed_ms": executed})
+            return out
+
     def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None) -> None:
         """Raise the next scripted /run failure of this job, if any. Retries of one job
         share a key: its webhook URL (unique per job), else its input."""
@@ -354,6 +380,7 @@ class Engine:
                 if first == "ttl":
                     # RunPod deletes a job at its ttl whatever its state; no webhook.
                     del self._jobs[job.id]
+                    job.deleted_at = time.monotonic()
                     return
                 if first == "TIMED_OUT":
                     hook = self._terminate(job, "TIMED_OUT")
@@ -445,6 +472,7 @@ class Engine:
         retention = self.config.result_retention_s
         for job_id in [i for i, j in self._jobs.items() if j.forget_at(retention) <= now]:
             job = self._jobs.pop(job_id)
+            job.deleted_at = job.forget_at(retention)
             job.wake.set()  # a still-running job past its ttl stops now
 
 

@@ -413,3 +413,30 @@ def test_malformed_failure_scripts_are_400(standin: StandIn, emulator: dict[str,
     with pytest.raises(requests.HTTPError) as err:
         standin.client().post(f"{EP}/run", {"input": {"emulator": emulator}})
     assert err.value.response.status_code == 400
+
+
+# ------------------------------------------------------------------------ ground truth
+
+def test_ground_truth_lists_every_accepted_job_even_forgotten_ones(standin: StandIn) -> None:
+    """``GET /_control/jobs``: every job /run accepted with its input, policy, state and
+    measured executed ms — also after RunPod's ttl deleted it (status 404)."""
+    done = run(standin.endpoint(), {"n": 1, "emulator": {"execution_ms": 50}})
+    gone = run(standin.endpoint(), {"n": 2, "emulator": {"never_finish": True}},
+               policy={"executionTimeout": 60_000, "ttl": 400})
+    assert finish(done) == "COMPLETED"
+    wait_until(lambda: gone.status() == "IN_PROGRESS")
+
+    def truth() -> dict[int, dict[str, Any]]:
+        answer = requests.get(f"http://127.0.0.1:{standin.port}/_control/jobs", timeout=5,
+                              headers={"Authorization": f"Bearer {KEY}"})
+        return {j["input"]["n"]: j for j in answer.json()["jobs"]}
+
+    deleted = wait_until(lambda: (t := truth())[2]["deleted"] and t)
+    with pytest.raises(requests.HTTPError):
+        standin.raw_status(gone)
+    status = standin.raw_status(done)
+    assert (deleted[1]["id"], deleted[1]["state"], deleted[1]["executed_ms"]) == (
+        done.job_id, "COMPLETED", status["executionTime"])
+    assert deleted[2]["id"] == gone.job_id and deleted[2]["policy"] == {"executionTimeout": 60_000, "ttl": 400}
+    assert 0 < deleted[2]["executed_ms"] <= 400  # ran until the ttl deleted it
+    assert requests.get(f"http://127.0.0.1:{standin.port}/_control/jobs", timeout=5).status_code == 401

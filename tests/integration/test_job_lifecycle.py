@@ -162,7 +162,7 @@ def test_silent_job_polls_back_off_then_expired_hold_stops_it(api, stack, sessio
     assert gap > 2 * 2, f"poll gap {gap}s does not back off"
     assert api.job(job_id)["status"] == "in_progress"
 
-    with transaction(sessions) as s:  # the hold runs out (rate card hold_ttl_s is an hour)
+    with transaction(sessions) as s:  # the hold runs out (its life is the ttl plus an allowance)
         s.execute(update(Hold).where(Hold.job_id == job_id).values(expires_at=utcnow() - timedelta(seconds=1)))
     job = api.wait_job(job_id, TERMINAL, 20)
     assert (job["status"], job["charge"], job["released"]) == ("expired", 0, job["quote"]["hold"])
