@@ -25,6 +25,7 @@ POLL_SILENT = "gpu_status.poll_silent"
 SWEEP_OUTBOX = "maintenance.sweep_outbox"
 CANCEL = "jobs.cancel"
 EXPIRE = "jobs.expire"
+CANCEL_STRAY = "jobs.cancel_stray"  # a second RunPod job for one of ours (issue 11)
 SWEEP_EXPIRED = "maintenance.sweep_expired"
 SEND_NOTIFICATION = "notify.send"
 RECONCILE = "maintenance.reconcile"
@@ -38,6 +39,7 @@ ROUTES: dict[str, str] = {
     SWEEP_OUTBOX: MAINTENANCE,
     CANCEL: JOBS,
     EXPIRE: JOBS,
+    CANCEL_STRAY: JOBS,
     SWEEP_EXPIRED: MAINTENANCE,
     SEND_NOTIFICATION: NOTIFY,
     RECONCILE: MAINTENANCE,

@@ -187,6 +187,8 @@ class Job(Base):
     runpod_job_id: Mapped[str | None] = mapped_column(String(100))
     runpod_status: Mapped[str | None] = mapped_column(String(16))
     dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Issue 11: the dispatch intent, recorded before /run (docs/runpod-boundary.md).
+    dispatching_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Receipt.
     delay_ms: Mapped[int | None] = mapped_column(BigInteger)
     execution_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -214,6 +216,29 @@ class Job(Base):
     # Outbox sweeper backoff: times re-published while stuck, and when next due.
     republishes: Mapped[int] = mapped_column(Integer, default=0)
     republish_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class RunPodJob(Base):
+    """Every RunPod job id we ever received for one of our jobs (docs/runpod-boundary.md).
+
+    ``role``: ``billed`` (the job's recorded RunPod job, settled through its hold) or
+    ``stray`` (a duplicate RunPod accepted — lost /run answer, re-dispatch — cancelled and
+    written off as our loss). ``state``: ``open`` until its measured time is known, then
+    ``settled``. ``execution_ms`` / ``delay_ms``: RunPod ``executionTime`` / ``delayTime``.
+    """
+
+    __tablename__ = "runpod_jobs"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(8), default="open")
+    runpod_status: Mapped[str | None] = mapped_column(String(16))
+    execution_ms: Mapped[int | None] = mapped_column(BigInteger)
+    delay_ms: Mapped[int | None] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class IdempotencyKey(Base):

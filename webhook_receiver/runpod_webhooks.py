@@ -39,6 +39,12 @@ def receive(token: str):  # type: ignore[no-untyped-def]
     if row.runpod_job_id and claimed is not None and claimed != row.runpod_job_id:
         log.warning("RunPod webhook for job %s names RunPod job %r, not %s; re-fetching %s only",
                     row.id, claimed, row.runpod_job_id, row.id)
+    if not (isinstance(claimed, str) and 0 < len(claimed) <= 100):
+        claimed = None
     if row.status == JobStatus.HELD or row.status in JobStatus.RUNNING:
-        services.publish(queues.REFRESH_STATUS, row.id)
+        services.publish(queues.REFRESH_STATUS, row.id, *([claimed] if claimed else []))
+    elif claimed and claimed != row.runpod_job_id:
+        # Issue 11: a RunPod job for an ended job of ours that is not the billed one —
+        # the worker records it and cancels it (worker.runpod_jobs.claim).
+        services.publish(queues.REFRESH_STATUS, row.id, claimed)
     return jsonify({"received": True}), 200

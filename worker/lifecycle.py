@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
@@ -25,7 +24,7 @@ from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
 from pricing.ratecard import Lifetimes
 from pricing import cancel_charge, card_by_version, charge, runpod_cost_usd
-from worker import notifications
+from worker import notifications, runpod_jobs
 from worker.notifications import transaction as ending_transaction
 
 log = logging.getLogger(__name__)
@@ -118,33 +117,46 @@ class DispatchOrder:
     ttl_ms: int
 
 
-def dispatch_order(factory: sessionmaker[Session], job_id: str) -> DispatchOrder | None:
-    """The order for a ``held`` job (counting the attempt), or None if not held."""
+class AttemptsExhausted(Exception):
+    """The job had its bound of /run attempts, re-publishes by the sweeper included."""
+
+
+def dispatch_order(factory: sessionmaker[Session], job_id: str,
+                   max_attempts: int = 1_000) -> DispatchOrder | None:
+    """The order for a ``held`` job, or None if not held. Records the dispatch intent
+    first (``dispatching_at`` and the attempt, committed before /run). Raises
+    ``AttemptsExhausted`` once ``max_attempts`` /run calls were made for the job in
+    all (task retries and sweeper re-publishes alike)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None or job.status != JobStatus.HELD or job.stop_requested_at is not None:
             return None  # a cancel is pending: ``worker.stops`` releases it
+        if job.dispatch_attempts >= max_attempts:
+            raise AttemptsExhausted(f"{job.dispatch_attempts} /run attempts")
         job.dispatch_attempts += 1
-        job.updated_at = utcnow()  # the outbox sweeper waits a full period again
+        job.dispatching_at = job.updated_at = utcnow()  # the sweeper waits a full period again
         # The GPU worker gets the app's input plus the job's type and priced parameters.
         job_input = {**job.input, "job_type": job.type, **job.params}
+        life = lifetimes_of(job)
         return DispatchOrder(job.id, job.endpoint_id, job_input, job.webhook_token,
-                             lifetimes_of(job).execution_timeout_ms, lifetimes_of(job).ttl_ms)
+                             life.execution_timeout_ms, life.ttl_ms)
 
 
 def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
-    """held → dispatched with RunPod's id. False if the job left ``held`` meanwhile
-    (the caller then cancels the RunPod job so no GPU time runs unfunded)."""
+    """held → dispatched with RunPod's id (recorded in ``runpod_jobs`` as billed). True
+    also when a callback already adopted that id; False if the job left ``held``
+    otherwise — the id is then recorded as a stray and the caller cancels it."""
     with transaction(factory) as s:
-        now = utcnow()
-        moved = s.execute(
-            update(Job).where(Job.id == job_id, Job.status == JobStatus.HELD,
-                              Job.stop_requested_at.is_(None))
-            .values(status=JobStatus.DISPATCHED, runpod_job_id=runpod_job_id,
-                    runpod_status="IN_QUEUE", dispatched_at=now, last_checked_at=now,
-                    updated_at=now)
-        ).rowcount
-        return moved == 1
+        job = locked_job(s, job_id)
+        if job is None:
+            return False
+        if job.runpod_job_id == runpod_job_id:
+            return True
+        if job.status == JobStatus.HELD and job.stop_requested_at is None:
+            runpod_jobs.record_billed(s, job, runpod_job_id)
+            return True
+        runpod_jobs.record_stray(s, job, runpod_job_id)
+        return False
 
 
 def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) -> None:
@@ -153,6 +165,12 @@ def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) ->
         job = locked_job(s, job_id)
         if job is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
             release(s, job, JobStatus.FAILED, reason)
+
+
+def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
+    """The RunPod endpoint id of ``job_id`` (which exists)."""
+    with transaction(factory) as s:
+        return s.get(Job, job_id).endpoint_id
 
 
 class NotDispatchedYet(Exception):

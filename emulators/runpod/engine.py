@@ -31,7 +31,7 @@ TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 WEBHOOK_TIMEOUT_S = 5.0
 _POLL_S = 0.02  # how often a queued job re-checks cancel/ttl while waiting for a worker
 _OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook",
-              "run_errors", "status_errors", "forget_after_s", "webhook_twice"}
+              "run_errors", "status_errors", "forget_after_s", "webhook_twice", "lost_answers"}
 # A scripted /run failure: an HTTP status to answer, or "timeout" (no answer in time).
 TIMEOUT = "timeout"
 
@@ -118,6 +118,7 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
     if "fail" in overrides and not isinstance(overrides["fail"], str):
         raise ValueError("input.emulator.fail must be a string (the error message)")
     run_errors(overrides)
+    run_errors(overrides, "lost_answers")
     status_errors = overrides.get("status_errors", [])
     if not (isinstance(status_errors, list) and all(_is_error_code(c) for c in status_errors)):
         raise ValueError("input.emulator.status_errors must be a list of HTTP error codes")
@@ -146,12 +147,14 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
                 webhook_twice=bool(overrides.get("webhook_twice", False)))
 
 
-def run_errors(overrides: dict[str, Any]) -> list[int | str]:
+def run_errors(overrides: dict[str, Any], key: str = "run_errors") -> list[int | str]:
     """``input.emulator.run_errors``: what the first /run calls of this job answer
-    instead of queueing it (HTTP error codes, or ``"timeout"``). ValueError if malformed."""
-    errors = overrides.get("run_errors", [])
+    instead of queueing it (HTTP error codes, or ``"timeout"``). ``lost_answers``, same
+    shape: the first /run calls *accept and run* the job, then answer that instead of
+    its id — RunPod's answer lost on the way back. ValueError if malformed."""
+    errors = overrides.get(key, [])
     if not (isinstance(errors, list) and all(_is_error_code(c) or c == TIMEOUT for c in errors)):
-        raise ValueError('input.emulator.run_errors must be a list of HTTP error codes or "timeout"')
+        raise ValueError(f'input.emulator.{key} must be a list of HTTP error codes or "timeout"')
     return errors
 
 
@@ -240,6 +243,7 @@ class Engine:
             if endpoint_id not in self._workers:
                 self._workers[endpoint_id] = _Workers(profile.workers)
         self._spawn(self._execute, job, name=f"runpod-job-{job_id[:8]}")
+        self._scripted_run_failure(job_input, webhook, "lost_answers")  # accepted, answer lost
         return {"id": job_id, "status": "IN_QUEUE"}
 
     def status(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
@@ -334,14 +338,16 @@ class Engine:
                             "delay_ms": _body(job).get("delayTime"), "executed_ms": executed})
             return out
 
-    def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None) -> None:
-        """Raise the next scripted /run failure of this job, if any. Retries of one job
-        share a key: its webhook URL (unique per job), else its input."""
+    def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None,
+                              kind: str = "run_errors") -> None:
+        """Raise the next scripted /run failure of this job (``kind``: ``run_errors`` or
+        ``lost_answers``), if any. Retries of one job share a key: its webhook URL
+        (unique per job), else its input."""
         overrides = job_input.get("emulator")
-        if not isinstance(overrides, dict) or not overrides.get("run_errors"):
+        if not isinstance(overrides, dict) or not overrides.get(kind):
             return
-        errors = run_errors(overrides)
-        key = webhook or json.dumps(job_input, sort_keys=True)
+        errors = run_errors(overrides, kind)
+        key = kind + (webhook or json.dumps(job_input, sort_keys=True))
         with self._lock:
             seen = self._run_calls.get(key, 0)
             self._run_calls[key] = seen + 1

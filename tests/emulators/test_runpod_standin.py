@@ -431,7 +431,7 @@ def test_ground_truth_lists_every_accepted_job_even_forgotten_ones(standin: Stan
                               headers={"Authorization": f"Bearer {KEY}"})
         return {j["input"]["n"]: j for j in answer.json()["jobs"]}
 
-    deleted = wait_until(lambda: (t := truth())[2]["deleted"] and t)
+    deleted = wait_until(lambda: (t := truth())[2]["deleted"] and t, 15)
     with pytest.raises(requests.HTTPError):
         standin.raw_status(gone)
     status = standin.raw_status(done)
@@ -440,3 +440,16 @@ def test_ground_truth_lists_every_accepted_job_even_forgotten_ones(standin: Stan
     assert deleted[2]["id"] == gone.job_id and deleted[2]["policy"] == {"executionTimeout": 60_000, "ttl": 400}
     assert 0 < deleted[2]["executed_ms"] <= 400  # ran until the ttl deleted it
     assert requests.get(f"http://127.0.0.1:{standin.port}/_control/jobs", timeout=5).status_code == 401
+
+
+def test_lost_answer_accepts_and_runs_the_job(standin: StandIn) -> None:
+    """``lost_answers``: /run queues and runs the job, then answers 503 instead of its
+    id; the next /run of the same job is answered normally — RunPod now runs it twice."""
+    body = {"input": {"n": 7, "emulator": {"execution_ms": 20, "lost_answers": [503]}}}
+    url = f"{standin.base}/{EP}/run"
+    first = requests.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    second = requests.post(url, json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=5)
+    assert (first.status_code, second.status_code) == (503, 200)
+    jobs = requests.get(f"http://127.0.0.1:{standin.port}/_control/jobs", timeout=5,
+                        headers={"Authorization": f"Bearer {KEY}"}).json()["jobs"]
+    assert len(jobs) == 2 and jobs[1]["id"] == second.json()["id"]

@@ -4,18 +4,22 @@ from __future__ import annotations
 from sqlalchemy.exc import OperationalError
 
 from gpubill import queues
-from worker import context, lifecycle
+from worker import context, lifecycle, runpod_jobs
 from worker.app import app
 from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
 
 
 @app.task(name=queues.REFRESH_STATUS, bind=True, max_retries=MAX_RETRIES)
-def refresh(self, job_id: str) -> str | None:
+def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     """Fetch RunPod ``/status`` for a running job and apply it (capture on COMPLETED,
     release on FAILED / TIMED_OUT / CANCELLED / 404). The webhook body is never used
-    for money: this re-fetch is."""
+    for money: this re-fetch is. ``claimed``: the RunPod id a callback named — adopted
+    by a job whose /run answer was lost, else a stray to cancel (``runpod_jobs.claim``)."""
     try:
+        if claimed and runpod_jobs.claim(context.sessions(), job_id, claimed) == runpod_jobs.STRAY:
+            endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
+            context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
         where = lifecycle.tracked(context.sessions(), job_id)
         if where is None:
             return None

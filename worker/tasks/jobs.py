@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from gpubill import queues
-from worker import context, lifecycle, stops
+from worker import context, lifecycle, runpod_jobs, stops
 from worker.app import app
 from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
@@ -33,7 +33,11 @@ def dispatch(self, job_id: str) -> None:
     4xx) or exhausted retries release the hold and fail the job with the reason."""
     cfg = context.settings()
     try:
-        order = lifecycle.dispatch_order(context.sessions(), job_id)
+        order = lifecycle.dispatch_order(context.sessions(), job_id, cfg.dispatch_max_retries + 1)
+    except lifecycle.AttemptsExhausted as exc:
+        # Re-publishes by the outbox sweeper count too: the bound is per job, not per chain.
+        lifecycle.fail_before_run(context.sessions(), job_id, f"dispatch gave up after {exc}")
+        return
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
     if order is None:
@@ -55,9 +59,24 @@ def dispatch(self, job_id: str) -> None:
         lifecycle.fail_before_run(context.sessions(), job_id, f"RunPod refused dispatch: {exc}")
         return
     if not lifecycle.record_dispatch(context.sessions(), job_id, runpod_id):
-        # The job moved on while /run was in flight: stop the GPU work nobody pays for.
+        # The job moved on while /run was in flight (recorded as a stray): stop the GPU
+        # work nobody pays for, with retries, and write off what it ran.
         log.warning("job %s left 'held' during dispatch; cancelling RunPod job %s", job_id, runpod_id)
-        gateway.cancel(order.endpoint_id, runpod_id)
+        context.publish(queues.CANCEL_STRAY, job_id, order.endpoint_id, runpod_id)
+
+
+@app.task(name=queues.CANCEL_STRAY, bind=True, max_retries=MAX_RETRIES)
+def cancel_stray(self, job_id: str, endpoint_id: str, runpod_job_id: str) -> None:
+    """Cancel a stray RunPod job (recorded in ``runpod_jobs``), then record its measured
+    time from ``/status`` as our loss. Transient RunPod errors retry with backoff."""
+    try:
+        status = _stop_and_fetch((endpoint_id, runpod_job_id))
+        runpod_jobs.settle_stray(context.sessions(), runpod_job_id, status)
+    except (RunPodTransient, OperationalError) as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+    except RunPodRejected:
+        log.exception("job %s: RunPod refused to cancel stray %s; reconcile reports it",
+                      job_id, runpod_job_id)
 
 
 def _stop_and_fetch(where: tuple[str, str]) -> dict[str, Any] | None:

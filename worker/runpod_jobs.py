@@ -1,0 +1,75 @@
+"""Every RunPod job id we receive is recorded (``runpod_jobs``): the one billed through
+the job's hold, or a stray — a second RunPod job for the same job of ours, started
+because RunPod's answer to ``/run`` was lost or a worker died before recording it. A
+stray is cancelled and its measured ``executionTime`` written off as our loss
+(docs/runpod-boundary.md). One DB transaction per function.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.db import transaction
+from ledger.models import Job, JobStatus, RunPodJob, utcnow
+
+log = logging.getLogger(__name__)
+BILLED, STRAY = "billed", "stray"
+OPEN, SETTLED = "open", "settled"
+ADOPTED, KNOWN = "adopted", "known"
+
+
+def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
+    """In the caller's transaction: ``job`` is dispatched as ``runpod_job_id``."""
+    now = utcnow()
+    job.status, job.runpod_job_id, job.runpod_status = JobStatus.DISPATCHED, runpod_job_id, "IN_QUEUE"
+    job.dispatched_at = job.last_checked_at = job.updated_at = now
+    if s.get(RunPodJob, runpod_job_id) is None:
+        s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
+                        role=BILLED, state=OPEN, recorded_at=now))
+
+
+def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
+    """In the caller's transaction: record ``runpod_job_id`` as a stray of ``job``.
+    False when that id is already recorded (billed or stray)."""
+    if s.get(RunPodJob, runpod_job_id) is not None:
+        return False
+    log.warning("job %s: RunPod job %s is a stray (not the billed %s); cancelling it",
+                job.id, runpod_job_id, job.runpod_job_id)
+    s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
+                    role=STRAY, state=OPEN, recorded_at=utcnow()))
+    return True
+
+
+def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> str | None:
+    """A RunPod callback for ``job_id`` names ``runpod_job_id``. A ``held`` job whose
+    /run answer never came adopts it (``adopted``: it is our job's work, and money
+    still follows the /status re-fetch); an id already recorded is ``known``; any other
+    is recorded as a stray (``stray``: the caller cancels it). None: no such job."""
+    with transaction(factory) as s:
+        job = s.get(Job, job_id, with_for_update=True, populate_existing=True)
+        if job is None:
+            return None
+        if runpod_job_id == job.runpod_job_id or s.get(RunPodJob, runpod_job_id) is not None:
+            return KNOWN
+        if job.status == JobStatus.HELD and job.runpod_job_id is None and job.stop_requested_at is None:
+            record_billed(s, job, runpod_job_id)
+            return ADOPTED
+        return STRAY if record_stray(s, job, runpod_job_id) else KNOWN
+
+
+def settle_stray(factory: sessionmaker[Session], runpod_job_id: str,
+                 status: dict[str, Any] | None) -> None:
+    """A cancelled stray's final ``/status`` (None: RunPod forgot it): keep its measured
+    ``executionTime`` / ``delayTime`` (ms) as our loss and mark it settled."""
+    status = status or {}
+    with transaction(factory) as s:
+        row = s.get(RunPodJob, runpod_job_id, with_for_update=True)
+        if row is None or row.state == SETTLED:
+            return
+        row.runpod_status = str(status.get("status", "404"))[:16]
+        for key, column in (("executionTime", "execution_ms"), ("delayTime", "delay_ms")):
+            if isinstance(status.get(key), int):
+                setattr(row, column, status[key])
+        row.state, row.settled_at = SETTLED, utcnow()
