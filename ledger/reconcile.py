@@ -12,18 +12,22 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.invariants import CHECKS, Violation, keyed
 from ledger.models import (
-    LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
+    Job, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
 )
+from ledger.jobs import job_quote
 from ledger.topups import share
+from pricing import charge
 
 CHUNK = 5_000
+STRAY_GRACE = timedelta(minutes=10)  # a stray's cancel (with retries) is done by then
 SAMPLE = 100  # violations kept in a recorded summary
 
 Progress = Callable[[int], None]
@@ -114,6 +118,51 @@ def _topup_clawed_share(s: Session, within: ColumnElement[bool]) -> list[Violati
             if share(credits, total, taken) != clawed]
 
 
+@keyed(Job.id, "GPU time conserved (runpod)")
+def _gpu_time_conserved(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Per job (issue 11, docs/runpod-boundary.md): the RunPod job it records is in
+    ``runpod_jobs`` as its one billed RunPod job; a completed job was charged the rate
+    card's price of its measured ``executionTime`` (clamped to min charge and hold) and
+    released the rest; every other RunPod id received for it is a stray that was
+    cancelled and its measured time written off (settled) — one still open after
+    ``STRAY_GRACE`` is GPU time nobody accounted for."""
+    out: list[Violation] = []
+    jobs = s.scalars(select(Job).where(within, Job.runpod_job_id.is_not(None))).all()
+    billed: dict[str, list[str]] = {}
+    for rid, jid in s.execute(select(RunPodJob.id, RunPodJob.job_id).join(Job, Job.id == RunPodJob.job_id)
+                              .where(within, RunPodJob.role == "billed")):
+        billed.setdefault(jid, []).append(rid)
+    for job in jobs:
+        if billed.get(job.id) != [job.runpod_job_id]:
+            out.append(Violation(6, f"job {job.id}", f"RunPod job {job.runpod_job_id} recorded, "
+                                 f"billed rows {billed.get(job.id, [])}"))
+        if job.status == "completed" and job.execution_ms is not None and job.hold_id is not None:
+            due = charge(job_quote(job), job.execution_ms)
+            if (job.charge, job.released) != (due, job.hold_credits - due):
+                out.append(Violation(6, f"job {job.id}", f"{job.execution_ms} ms executed → {due} "
+                                     f"credits, charged {job.charge}, released {job.released}"))
+    stale = utcnow() - STRAY_GRACE
+    for rid, jid, state, ms, status, at in s.execute(
+            select(RunPodJob.id, RunPodJob.job_id, RunPodJob.state, RunPodJob.execution_ms,
+                   RunPodJob.runpod_status, RunPodJob.recorded_at)
+            .join(Job, Job.id == RunPodJob.job_id).where(within, RunPodJob.role == "stray")):
+        if state == "open" and at < stale:
+            out.append(Violation(6, f"job {jid}", f"stray RunPod job {rid} not cancelled/written off"))
+        elif state == "settled" and ms is None and status != "404":
+            out.append(Violation(6, f"job {jid}", f"stray RunPod job {rid} {status} without executionTime"))
+    return out
+
+
+def gpu_checks() -> tuple[Callable[..., list[Violation]], ...]:
+    """RunPod-side conservation checks (same shape as ``ledger.invariants.CHECKS``)."""
+    return (_gpu_time_conserved,)
+
+
+def gpu_violations(s: Session) -> list[Violation]:
+    """Every RunPod conservation violation over the whole database."""
+    return [v for c in gpu_checks() for v in c(s, true())]
+
+
 def stripe_checks() -> tuple[Callable[..., list[Violation]], ...]:
     """Stripe-side consistency checks (same shape as ``ledger.invariants.CHECKS``)."""
     return (_paid_sessions_credited, _topup_amounts, _reversals_clawed_once, _topup_clawed_share)
@@ -145,7 +194,7 @@ class Report:
 
 
 def all_checks() -> tuple[Callable[..., list[Violation]], ...]:
-    return (*CHECKS, *stripe_checks())
+    return (*CHECKS, *stripe_checks(), *gpu_checks())
 
 
 def check_name(check: Callable[..., list[Violation]]) -> str:

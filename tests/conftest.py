@@ -23,6 +23,7 @@ from gpubill.launcher import Stack
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import Violation, check
 from ledger.migrate import upgrade
+from ledger.reconcile import gpu_violations
 from tests.notify_sink import NotifySink
 
 BACKEND = os.environ.get("GPUBILL_TEST_BACKEND", "embedded")
@@ -121,7 +122,7 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 def violations(factory: sessionmaker[Session]) -> list[Violation]:
     with transaction(factory) as s:
-        return check(s)
+        return check(s) + gpu_violations(s)  # + RunPod GPU-time conservation (issue 11)
 
 
 @pytest.fixture

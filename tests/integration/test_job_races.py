@@ -19,7 +19,7 @@ from ledger.errors import HoldClosed
 from ledger.jobs import new_job
 from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet, utcnow
 from pricing import JobParams, quote
-from worker import lifecycle, stops
+from worker import lifecycle, runpod_jobs, stops
 
 pytestmark = pytest.mark.integration
 ROUNDS = 8
@@ -37,7 +37,10 @@ def running_job(sessions, user: str) -> tuple[str, int]:
         s.add(job)
         hold = ops.place_hold(s, user_id=user, amount=q.hold_credits, op_key=f"job:{job_id}:hold",
                               job_id=job_id, expires_at=later)
-        job.status, job.hold_id, job.runpod_job_id = JobStatus.IN_PROGRESS, hold.hold_id, "rp-race"
+        job.hold_id = hold.hold_id
+        s.flush()
+        runpod_jobs.record_billed(s, job, f"rp-{job_id}")  # as record_dispatch does
+        job.status = JobStatus.IN_PROGRESS
         job.last_checked_at = job.next_poll_at = later
         return job_id, q.hold_credits
 

@@ -24,6 +24,7 @@ from ledger import locks, operations as ops, topups
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.jobs import new_job
 from ledger.models import (
+    RunPodJob,
     Hold, Job, JobStatus, LedgerTransaction, Posting, ReconcileRun, StripeEvent, TaskLock, utcnow,
 )
 from ledger.invariants import CHECKS
@@ -38,6 +39,7 @@ pytestmark = pytest.mark.integration
 INVARIANT_ROWS = tuple(check_name(c) for c in CHECKS)
 STRIPE_ROWS = ("paid sessions credited (stripe)", "top-up credits match (stripe)",
                "refunds clawed back once (stripe)", "top-up claw-backs = refunded share (stripe)")
+GPU_ROW = "GPU time conserved (runpod)"
 N_CHECKS = len(all_checks())
 
 
@@ -103,7 +105,7 @@ def test_clean_ledger_passes_with_a_row_per_check(ledger_db) -> None:
     result = gpubill(url, "reconcile")
     assert result.exit_code == 0, result.output
     rows = summary_rows(result.output)
-    assert set(rows) == {*INVARIANT_ROWS, *STRIPE_ROWS}
+    assert set(rows) == {*INVARIANT_ROWS, *STRIPE_ROWS, GPU_ROW}
     assert all(v == 0 for _, v in rows.values())
     # top-up + claw-back + capture; one wallet; two holds; one job; one event; one refund.
     assert rows["transactions balance (1)"] == (3, 0)
@@ -112,6 +114,21 @@ def test_clean_ledger_passes_with_a_row_per_check(ledger_db) -> None:
     assert rows["paid sessions credited (stripe)"] == (1, 0)
     assert rows["refunds clawed back once (stripe)"] == (1, 0)
     assert result.output.strip().endswith("0 violation(s)")
+
+
+def test_gpu_time_not_accounted_for(ledger_db) -> None:
+    """Issue 11 conservation: a stray RunPod job never cancelled nor written off, and a
+    recorded RunPod job without its billed row, are both reported."""
+    def corrupt(s, ids):
+        s.add(RunPodJob(id="rp-stray", job_id=ids["job"], endpoint_id="gpubill-framing",
+                        role="stray", state="open", recorded_at=utcnow() - timedelta(hours=1)))
+        s.execute(update(Job).where(Job.id == ids["job"]).values(runpod_job_id="rp-billed"))
+
+    result, rows = corrupted(ledger_db, corrupt)
+    assert result.exit_code == 1
+    assert rows[GPU_ROW][1] == 2
+    assert "stray RunPod job rp-stray not cancelled" in result.output
+    assert "RunPod job rp-billed recorded, billed rows []" in result.output
 
 
 def test_a_posting_deleted_by_hand(ledger_db) -> None:
