@@ -31,7 +31,8 @@ def _classify(exc: Exception) -> Exception:
         if code in (408, 429) or code >= 500:
             return RunPodTransient(f"RunPod answered {code}")
         return RunPodRejected(f"RunPod answered {code}: {exc.response.text[:200]}")
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+    # RetryError: the SDK's own urllib3 retry adapter gave up (e.g. repeated 5xx/429).
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
         return RunPodTransient(f"RunPod unreachable: {exc.__class__.__name__}")
     if isinstance(exc, RuntimeError):  # the SDK's answer to 401 / a missing key
         return RunPodRejected(str(exc))
