@@ -79,6 +79,13 @@ def job_quote(job: Job) -> Quote:
                  gpu_usd_per_second=job.gpu_usd_per_second, cancel_policy=job.cancel_policy)
 
 
+COST_BASIS = {
+    "runpod_cost_usd": "executionTime x GPU USD/s: the GPU time the user paid for",
+    "runpod_billed_usd": "RunPod's bill: cold-start share of delayTime + executionTime, "
+                         "per second rounded up (RunPod serverless pricing)",
+}
+
+
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value is not None else None
 
@@ -87,13 +94,17 @@ def receipt(job: Job) -> dict[str, Any]:
     """The job and its receipt (``GET /v1/jobs/{id}``, notification payloads).
 
     Credits are ints; ``runpod_cost_usd`` (RunPod ``executionTime`` × the GPU's USD per
-    second) and ``margin_usd`` (charge at $0.01 a credit − that cost) are decimal
-    strings; RunPod ``delay_ms``/``execution_ms`` are milliseconds; timestamps ISO UTC.
+    second: the GPU time the user paid for) and ``margin_usd`` (charge at $0.01 a credit
+    − that cost), ``runpod_billed_usd`` (what RunPod bills us: cold-start share of
+    ``delayTime`` + ``executionTime``, per second rounded up) and ``billed_margin_usd``
+    are decimal strings; ``cost_basis`` says which is which; RunPod ``delay_ms``/``execution_ms`` are milliseconds; timestamps ISO UTC.
     """
-    cost = job.runpod_cost_usd
-    margin = None
+    cost, billed = job.runpod_cost_usd, job.runpod_billed_usd
+    margin = billed_margin = None
     if cost is not None and job.charge is not None:
         margin = str(Decimal(job.charge) / 100 - cost)  # 1 credit = $0.01 list price
+    if billed is not None and job.charge is not None:
+        billed_margin = str(Decimal(job.charge) / 100 - billed)
     timestamps = {"requested": job.created_at, "held": job.held_at,
                   "dispatched": job.dispatched_at, "in_progress": job.in_progress_at,
                   "stop_requested": job.stop_requested_at}
@@ -108,6 +119,8 @@ def receipt(job: Job) -> dict[str, Any]:
                    "delay_ms": job.delay_ms, "execution_ms": job.execution_ms},
         "charge": job.charge, "released": job.released,
         "runpod_cost_usd": str(cost) if cost is not None else None, "margin_usd": margin,
+        "runpod_billed_usd": str(billed) if billed is not None else None,
+        "billed_margin_usd": billed_margin, "cost_basis": COST_BASIS,
         "output": job.output, "error": job.error,
         "stop_reason": job.stop_reason, "flagged": bool(job.flagged),
         "created_at": _ts(job.created_at), "held_at": _ts(job.held_at),

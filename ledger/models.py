@@ -195,6 +195,8 @@ class Job(Base):
     charge: Mapped[int | None] = mapped_column(BigInteger)
     released: Mapped[int | None] = mapped_column(BigInteger)
     runpod_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    # Issue 11: RunPod's bill (cold-start share of delayTime + executionTime, per second).
+    runpod_billed_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
     output: Mapped[Any | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

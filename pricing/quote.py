@@ -171,6 +171,20 @@ def charge(q: Quote, execution_ms: int) -> int:
     return min(max(raw, q.min_charge), q.hold_credits)
 
 
+def runpod_billed_usd(q: Quote, execution_ms: int, delay_ms: int, cold_start_ms: int) -> Decimal:
+    """What RunPod bills us, USD (6 places): a flex worker is billed from wake-up until
+    it stops, per second with partial seconds rounded up (RunPod serverless "Pricing",
+    docs.runpod.io/serverless/pricing). Billed seconds =
+    ceil((min(delay_ms, cold_start_ms) + execution_ms) / 1000): the cold-start share of
+    RunPod ``delayTime`` plus ``executionTime`` (ms). Raises ``ValueError`` if negative."""
+    if execution_ms < 0 or delay_ms < 0:
+        raise ValueError("times must be >= 0")
+    billed_s = _ceil(Decimal(min(delay_ms, cold_start_ms) + execution_ms) / 1000)
+    return (billed_s * q.gpu_usd_per_second).quantize(Decimal("0.000001"))
+
+
 def runpod_cost_usd(q: Quote, execution_ms: int) -> Decimal:
-    """What RunPod bills us for ``execution_ms`` on the quote's GPU, USD (6 places)."""
+    """The GPU time the user paid for, at RunPod's price: ``execution_ms`` (RunPod
+    ``executionTime``) on the quote's GPU, USD (6 places). RunPod's own bill is
+    ``runpod_billed_usd``."""
     return (Decimal(execution_ms) / 1000 * q.gpu_usd_per_second).quantize(Decimal("0.000001"))

@@ -92,6 +92,9 @@ class RateCard(_Frozen):
     queue_allowance_s: PositiveInt
     result_allowance_s: PositiveInt
     settle_allowance_s: PositiveInt
+    # The endpoints' worker start (cold start), ms: the share of a job's delayTime that
+    # RunPod bills (billing starts when a worker is signalled to wake; RunPod "Pricing").
+    cold_start_ms: PositiveInt
     cancel_policy: CancelPolicy = "charge_execution"
     resolution_factors: dict[str, Decimal]
     gpus: dict[str, GpuRate]

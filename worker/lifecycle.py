@@ -23,8 +23,8 @@ from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
 from pricing.ratecard import Lifetimes
-from pricing import cancel_charge, card_by_version, charge, runpod_cost_usd
-from worker import notifications, runpod_jobs
+from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
+from worker import notifications, runpod_jobs, runpod_metrics
 from worker.notifications import transaction as ending_transaction
 
 log = logging.getLogger(__name__)
@@ -242,8 +242,13 @@ def record_timings(job: Job, status: dict[str, Any] | None) -> int:
     if not isinstance(execution_ms, int) or execution_ms < 0:
         return 0
     job.execution_ms = execution_ms
-    # We pay RunPod for the GPU time whatever the outcome; the margin shows it.
-    job.runpod_cost_usd = runpod_cost_usd(job_quote(job), execution_ms)
+    # We pay RunPod for the GPU time whatever the outcome; the margin shows it: what
+    # the user paid for (executionTime) and what RunPod bills (cold start included).
+    quote = job_quote(job)
+    job.runpod_cost_usd = runpod_cost_usd(quote, execution_ms)
+    job.runpod_billed_usd = runpod_billed_usd(
+        quote, execution_ms, job.delay_ms or 0, card_by_version(job.ratecard_version).cold_start_ms)
+    runpod_metrics.record_cost(job.gpu, job.runpod_cost_usd, job.runpod_billed_usd)
     return execution_ms
 
 

@@ -7,6 +7,7 @@ receiver's ``GET /metrics`` aggregates them; see ``webhook_receiver.metrics``.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -17,6 +18,20 @@ RUNPOD_SECONDS = Histogram(
 RUNPOD_ERRORS = Counter(
     "gpubill_runpod_errors", "RunPod serverless API calls that failed, by HTTP status or error class.",
     ["op", "error"])
+
+
+RUNPOD_COST_USD = Counter(
+    "gpubill_runpod_cost_usd", "RunPod GPU cost of settled jobs, USD, by GPU and basis: "
+    "basis=execution is executionTime (what users paid for), basis=billed is RunPod's "
+    "bill (cold-start share of delayTime + executionTime, per second rounded up).",
+    ["gpu", "basis"])
+
+
+def record_cost(gpu: str, execution_usd: Decimal, billed_usd: Decimal) -> None:
+    """Count one settled job's two cost figures (USD; a metric, never money: the
+    ledger's figures are the job's ``runpod_cost_usd`` / ``runpod_billed_usd``)."""
+    RUNPOD_COST_USD.labels(gpu, "execution").inc(float(execution_usd))
+    RUNPOD_COST_USD.labels(gpu, "billed").inc(float(billed_usd))
 
 
 def _error_label(exc: Exception) -> str:

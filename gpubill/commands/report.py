@@ -23,7 +23,9 @@ def report() -> None:
               help="Also draw revenue and cost per group into this PNG file.")
 def margins(since: datetime | None, group: str, png: Path | None) -> None:
     """Jobs, GPU-seconds, credits charged, revenue USD (1 credit = $0.01), RunPod cost
-    USD and margin % per job type, GPU or day, with a total row."""
+    USD and margin % per job type, GPU or day, with a total row. Two cost bases:
+    ``runpod_cost_usd`` is executionTime (what users paid for); ``runpod_billed_usd`` is
+    RunPod's bill (cold-start share of delayTime + executionTime, per second rounded up)."""
     from ledger.db import transaction
     from ledger.margins import margins as compute
 
@@ -31,10 +33,12 @@ def margins(since: datetime | None, group: str, png: Path | None) -> None:
         rows = compute(s, by=group, since=since)
     click.echo(table([(r.key, str(r.jobs), f"{r.gpu_seconds:.3f}", str(r.credits),
                        f"{r.revenue_usd:.2f}", f"{r.runpod_cost_usd:.6f}",
-                       "-" if r.margin_pct is None else f"{r.margin_pct}")
+                       "-" if r.margin_pct is None else f"{r.margin_pct}",
+                       f"{r.runpod_billed_usd:.6f}",
+                       "-" if r.billed_margin_pct is None else f"{r.billed_margin_pct}")
                       for r in rows],
                      (group, "jobs", "gpu_seconds", "credits", "revenue_usd", "runpod_cost_usd",
-                      "margin_%")))
+                      "margin_%", "runpod_billed_usd", "billed_margin_%")))
     if png is not None:
         _chart(rows[:-1], group, png)
         click.echo(f"chart written to {png}")

@@ -20,7 +20,9 @@ from worker import lifecycle
 
 pytestmark = pytest.mark.integration
 
-HEADERS = ["jobs", "gpu_seconds", "credits", "revenue_usd", "runpod_cost_usd", "margin_%"]
+HEADERS = ["jobs", "gpu_seconds", "credits", "revenue_usd", "runpod_cost_usd", "margin_%",
+           "runpod_billed_usd", "billed_margin_%"]
+DELAY_MS = 800  # every job's RunPod delayTime here; the card's cold_start_ms is 10,000
 
 # (type, params, RunPod final status, executionTime ms)
 JOBS = [
@@ -39,7 +41,7 @@ def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int
                       quote=q, webhook_token=secrets.token_hex(16)))
     assert lifecycle.place_hold(factory, job_id)
     assert lifecycle.record_dispatch(factory, job_id, f"rp-{job_id}")
-    lifecycle.apply_status(factory, job_id, {"status": final, "executionTime": ms, "delayTime": 800})
+    lifecycle.apply_status(factory, job_id, {"status": final, "executionTime": ms, "delayTime": DELAY_MS})
     return job_id, q
 
 
@@ -58,7 +60,7 @@ def ledger_db(tmp_path_factory):  # type: ignore[no-untyped-def]
 def parse(output: str) -> dict[str, dict[str, str]]:
     lines = [line.split() for line in output.splitlines() if line.strip()]
     assert lines[0][1:] == HEADERS
-    return {cells[0]: dict(zip(HEADERS, cells[1:])) for cells in lines[2:] if len(cells) == 7}
+    return {cells[0]: dict(zip(HEADERS, cells[1:])) for cells in lines[2:] if len(cells) == 9}
 
 
 def expected(jobs, key) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -72,9 +74,14 @@ def expected(jobs, key) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped
         cost = sum((runpod_cost_usd(q, ms) for q, _, ms in js), Decimal(0))
         revenue = Decimal(credits) / 100
         margin = ((revenue - cost) / revenue * 100).quantize(Decimal("0.1")) if credits else None
+        # RunPod bills whole seconds from wake-up: ceil((800 ms cold start + executionTime) / 1 s).
+        billed = sum((-(-(DELAY_MS + ms) // 1000) * q.gpu_usd_per_second for q, _, ms in js), Decimal(0))
+        billed_margin = ((revenue - billed) / revenue * 100).quantize(Decimal("0.1")) if credits else None
         out[k] = {"jobs": str(len(js)), "gpu_seconds": f"{Decimal(sum(ms for *_, ms in js)) / 1000:.3f}",
                   "credits": str(credits), "revenue_usd": f"{revenue:.2f}",
-                  "runpod_cost_usd": f"{cost:.6f}", "margin_%": "-" if margin is None else str(margin)}
+                  "runpod_cost_usd": f"{cost:.6f}", "margin_%": "-" if margin is None else str(margin),
+                  "runpod_billed_usd": f"{billed:.6f}",
+                  "billed_margin_%": "-" if billed_margin is None else str(billed_margin)}
     return out
 
 
@@ -137,4 +144,5 @@ def test_empty_ledger_reports_zero(tmp_path) -> None:
     assert result.exit_code == 0
     assert parse(result.output) == {"total": {"jobs": "0", "gpu_seconds": "0.000", "credits": "0",
                                               "revenue_usd": "0.00", "runpod_cost_usd": "0.000000",
-                                              "margin_%": "-"}}
+                                              "margin_%": "-", "runpod_billed_usd": "0.000000",
+                                              "billed_margin_%": "-"}}

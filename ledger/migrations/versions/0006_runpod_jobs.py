@@ -32,10 +32,12 @@ def upgrade() -> None:
     op.create_index('ix_runpod_jobs_job_id', 'runpod_jobs', ['job_id'])
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('dispatching_at', sa.DateTime()))
+        batch.add_column(sa.Column('runpod_billed_usd', sa.Numeric(14, 6)))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('jobs') as batch:
+        batch.drop_column('runpod_billed_usd')
         batch.drop_column('dispatching_at')
     op.drop_index('ix_runpod_jobs_job_id', 'runpod_jobs')
     op.drop_table('runpod_jobs')
