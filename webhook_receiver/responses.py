@@ -61,8 +61,12 @@ class JobReceipt(_Strict):
     runpod: RunPodTimings
     charge: int | None = Field(description="credits captured")
     released: int | None = Field(description="credits released back to the wallet")
-    runpod_cost_usd: str | None
+    runpod_cost_usd: str | None = Field(description="executionTime x GPU USD/s: what the user paid for")
     margin_usd: str | None
+    runpod_billed_usd: str | None = Field(description="RunPod's bill: cold-start share of delayTime "
+                                          "+ executionTime, per second rounded up")
+    billed_margin_usd: str | None = Field(description="charge at $0.01 a credit - runpod_billed_usd")
+    cost_basis: dict[str, str] = Field(description="what each cost figure measures")
     output: Any = None
     error: str | None
     stop_reason: str | None = Field(description="why a cancel/expiry stopped the job")

@@ -60,7 +60,10 @@ def create_app(config: EmulatorConfig) -> Flask:
 
     @app.post("/v2/<endpoint_id>/cancel/<job_id>")
     def cancel(endpoint_id: str, job_id: str) -> ResponseReturnValue:
-        body = engine.cancel(endpoint_id, job_id)
+        try:
+            body = engine.cancel(endpoint_id, job_id)
+        except ScriptedFailure as failure:  # input.emulator.cancel_errors
+            return _scripted(failure, config)
         return jsonify(body) if body is not None else _error(404, "request does not exist")
 
     @app.get("/v2/<endpoint_id>/trace/<job_id>")

@@ -31,7 +31,8 @@ TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 WEBHOOK_TIMEOUT_S = 5.0
 _POLL_S = 0.02  # how often a queued job re-checks cancel/ttl while waiting for a worker
 _OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook",
-              "run_errors", "status_errors", "forget_after_s", "webhook_twice", "lost_answers"}
+              "run_errors", "status_errors", "forget_after_s", "webhook_twice", "lost_answers",
+              "cancel_errors"}
 # A scripted /run failure: an HTTP status to answer, or "timeout" (no answer in time).
 TIMEOUT = "timeout"
 
@@ -62,6 +63,7 @@ class Plan:
     output: Any
     skip_webhook: bool = False  # a lost callback: only polling /status finds the result
     status_errors: tuple[int, ...] = ()  # the first /status calls answer these codes
+    cancel_errors: tuple[int, ...] = ()  # the first /cancel calls answer these codes
     forget_after_s: float | None = None  # forgotten this long after submission (→ 404)
     webhook_twice: bool = False  # RunPod delivering one callback twice
 
@@ -86,6 +88,7 @@ class _Job:
     deleted_at: float | None = None  # RunPod forgot it (ttl or result retention)
 
     status_calls: int = 0
+    cancel_calls: int = 0
     # Stand-in only, for latency measurements: wall-clock (epoch s) /run arrival and
     # the first completion-webhook send.
     received_wall: float = field(default_factory=time.time)
@@ -122,6 +125,9 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
     status_errors = overrides.get("status_errors", [])
     if not (isinstance(status_errors, list) and all(_is_error_code(c) for c in status_errors)):
         raise ValueError("input.emulator.status_errors must be a list of HTTP error codes")
+    cancel_errors = overrides.get("cancel_errors", [])
+    if not (isinstance(cancel_errors, list) and all(_is_error_code(c) for c in cancel_errors)):
+        raise ValueError("input.emulator.cancel_errors must be a list of HTTP error codes")
     forget = overrides.get("forget_after_s")
     if forget is not None and not (_is_number(forget) and forget >= 0):
         raise ValueError("input.emulator.forget_after_s must be a number >= 0")
@@ -144,6 +150,7 @@ def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
                 output=overrides["output"] if "output" in overrides else default_output,
                 skip_webhook=bool(overrides.get("skip_webhook", False)),
                 status_errors=tuple(status_errors), forget_after_s=forget,
+                cancel_errors=tuple(cancel_errors),
                 webhook_twice=bool(overrides.get("webhook_twice", False)))
 
 
@@ -269,6 +276,9 @@ class Engine:
             job = self._find(endpoint_id, job_id)
             if job is None:
                 return None
+            job.cancel_calls += 1
+            if job.cancel_calls <= len(job.plan.cancel_errors):
+                raise ScriptedFailure(job.plan.cancel_errors[job.cancel_calls - 1])
             hook = None
             if job.status not in TERMINAL:
                 hook = self._terminate(job, "CANCELLED")

@@ -103,3 +103,66 @@ def test_dispatch_attempts_are_bounded_with_republishes(api, stack, sessions, in
     assert not [t for t in runpod_jobs(stack.settings) if t["input"].get("nonce") == nonce]
     assert api.wallet(user)["held"] == 0 and api.wallet(user)["balance"] == 500
     invariants()
+
+
+def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, sessions, invariants) -> None:
+    """The SIGKILL window: a worker sent /run (RunPod accepted and runs the job) and died
+    before ``record_dispatch`` — played here by this process, which does exactly the
+    worker's first two steps over the real gateway and stops. The stack's outbox sweeper
+    re-publishes the held job; whichever RunPod job is not the billed one is cancelled
+    (its first two /cancel calls fail: retried) and written off."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ledger.jobs import new_job
+    from ledger.models import utcnow
+    from webhook_receiver.tokens import webhook_token
+    from worker import lifecycle
+    from worker.runpod_gateway import RunPodGateway
+
+    cfg = stack.settings
+    user = api.funded_user("kill")
+    nonce = secrets.token_hex(8)
+    q = quote("framing", JobParams(duration_s=Decimal(30)))
+    job_id = f"job_{secrets.token_hex(16)}"
+    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
+    with transaction(sessions) as s:
+        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
+                      params={"duration_s": 30, "resolution": "1080p"},
+                      job_input={"nonce": nonce, "emulator": {"execution_ms": 2500,
+                                                              "cancel_errors": [503, 502]}},
+                      quote=q, webhook_token=token))
+    assert lifecycle.place_hold(sessions, job_id)
+    order = lifecycle.dispatch_order(sessions, job_id)
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    first = gateway.run(order.endpoint_id, order.job_input,
+                        webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
+                        execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+    with transaction(sessions) as s:  # ... and the worker dies here; the sweeper sees it stuck
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
+    job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 60)
+    assert job["status"] == "completed", job
+
+    def drained() -> list[dict] | None:
+        truth = [t for t in runpod_jobs(cfg) if t["input"].get("nonce") == nonce]
+        rows = books(sessions, [job_id])
+        ok = all(t["state"] in TERMINAL and t["id"] in rows and (
+            rows[t["id"]].role == "billed" or rows[t["id"]].state == "settled") for t in truth)
+        return truth if ok else None
+
+    truth = wait_for(drained, 60, "both RunPod jobs accounted for")
+    rows = books(sessions, [job_id])
+    assert first in {t["id"] for t in truth}
+    [bill] = [t for t in truth if t["id"] == job["runpod"]["job_id"]]
+    assert job["charge"] == charge(q, bill["executed_ms"])
+    strays = [t for t in truth if t is not bill]
+    for t in strays:
+        assert (rows[t["id"]].role, rows[t["id"]].execution_ms) == ("stray", t["executed_ms"])
+    assert len(truth) <= 2 and set(rows) == {t["id"] for t in truth}
+    executed = sum(t["executed_ms"] for t in truth)
+    written_off = sum(rows[t["id"]].execution_ms for t in strays)
+    assert executed == bill["executed_ms"] + written_off
+    print(f"\nSIGKILL window: RunPod jobs {len(truth)}, billed 1, strays {len(strays)}; "
+          f"GPU-ms executed {executed} = charged {bill['executed_ms']} + written off {written_off}")
+    invariants()
