@@ -7,16 +7,21 @@ cancelled, and its measured time written off."""
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledger.db import transaction
-from ledger.models import Job, JobStatus, RunPodJob
+from ledger.jobs import new_job
+from ledger.models import Job, JobStatus, RunPodJob, utcnow
 from pricing import JobParams, charge, quote
 from tests.helpers import wait_for
 from tests.runpod_truth import runpod_jobs
+from webhook_receiver.tokens import webhook_token
+from worker import lifecycle
+from worker.runpod_gateway import RunPodGateway
 
 pytestmark = pytest.mark.integration
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
@@ -25,6 +30,16 @@ TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 def books(sessions, job_ids: list[str]) -> dict[str, RunPodJob]:
     with transaction(sessions) as s:
         return {r.id: r for r in s.scalars(select(RunPodJob).where(RunPodJob.job_id.in_(job_ids)))}
+
+
+def drained(cfg, sessions, nonces, job_ids: list[str]) -> list[dict] | None:  # type: ignore[no-untyped-def]
+    """The stand-in's jobs for ``nonces`` once each is terminal and in our books as the
+    billed one or a settled (cancelled, written-off) stray; else None."""
+    truth = [t for t in runpod_jobs(cfg) if t["input"].get("nonce") in nonces]
+    rows = books(sessions, job_ids)
+    ok = all(t["state"] in TERMINAL and t["id"] in rows and (
+        rows[t["id"]].role == "billed" or rows[t["id"]].state == "settled") for t in truth)
+    return truth if ok else None
 
 
 def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, invariants) -> None:
@@ -40,16 +55,8 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
     jobs = {n: api.wait_job(j, tuple(JobStatus.TERMINAL), 60) for n, j in job_ids.items()}
     assert {j["status"] for j in jobs.values()} == {"completed"}, jobs
 
-    def drained() -> list[dict] | None:
-        truth = [t for t in runpod_jobs(stack.settings) if t["input"].get("nonce") in nonces]
-        rows = books(sessions, list(job_ids.values()))
-        if all(t["state"] in TERMINAL for t in truth) and all(
-                t["id"] in rows and (rows[t["id"]].role == "billed" or rows[t["id"]].state == "settled")
-                for t in truth):
-            return truth
-        return None
-
-    truth = wait_for(drained, 60, "every RunPod job billed or written off")
+    truth = wait_for(lambda: drained(stack.settings, sessions, nonces, list(job_ids.values())),
+                     60, "every RunPod job billed or written off")
     rows = books(sessions, list(job_ids.values()))
     q = quote("framing", JobParams(duration_s=Decimal(30)))
     started = billed = stray = 0
@@ -85,9 +92,6 @@ def test_dispatch_attempts_are_bounded_with_republishes(api, stack, sessions, in
     """GPUBILL_DISPATCH_MAX_RETRIES = 3: at most 4 /run calls per job in all. A job whose
     dispatch counter already reached the bound (e.g. earlier task chains, the sweeper's
     re-publishes) is failed and released at its next dispatch, never sent again."""
-    from sqlalchemy import update
-    from datetime import timedelta
-    from ledger.models import utcnow
     user = api.funded_user("rp")
     nonce = secrets.token_hex(8)
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"run_errors": ["timeout"] * 8}})
@@ -111,16 +115,6 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     worker's first two steps over the real gateway and stops. The stack's outbox sweeper
     re-publishes the held job; whichever RunPod job is not the billed one is cancelled
     (its first two /cancel calls fail: retried) and written off."""
-    from datetime import timedelta
-
-    from sqlalchemy import update
-
-    from ledger.jobs import new_job
-    from ledger.models import utcnow
-    from webhook_receiver.tokens import webhook_token
-    from worker import lifecycle
-    from worker.runpod_gateway import RunPodGateway
-
     cfg = stack.settings
     user = api.funded_user("kill")
     nonce = secrets.token_hex(8)
@@ -144,14 +138,8 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 60)
     assert job["status"] == "completed", job
 
-    def drained() -> list[dict] | None:
-        truth = [t for t in runpod_jobs(cfg) if t["input"].get("nonce") == nonce]
-        rows = books(sessions, [job_id])
-        ok = all(t["state"] in TERMINAL and t["id"] in rows and (
-            rows[t["id"]].role == "billed" or rows[t["id"]].state == "settled") for t in truth)
-        return truth if ok else None
-
-    truth = wait_for(drained, 60, "both RunPod jobs accounted for")
+    truth = wait_for(lambda: drained(cfg, sessions, {nonce}, [job_id]), 60,
+                     "both RunPod jobs accounted for")
     rows = books(sessions, [job_id])
     assert first in {t["id"] for t in truth}
     [bill] = [t for t in truth if t["id"] == job["runpod"]["job_id"]]
