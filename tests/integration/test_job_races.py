@@ -45,6 +45,25 @@ def running_job(sessions, user: str) -> tuple[str, int]:
         return job_id, q.hold_credits
 
 
+COMPLETED = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
+
+
+def funded_user(sessions) -> str:  # type: ignore[no-untyped-def]
+    user = f"race-{secrets.token_hex(4)}"
+    with transaction(sessions) as s:
+        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    return user
+
+
+def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:  # type: ignore[no-untyped-def]
+    """The job, its hold and how many capture transactions it has."""
+    with transaction(sessions) as s:
+        job = s.get(Job, job_id)
+        return job, s.get(Hold, job.hold_id), s.scalar(
+            select(func.count()).select_from(LedgerTransaction).where(
+                LedgerTransaction.ref == job_id, LedgerTransaction.kind == "capture"))
+
+
 def race(*calls) -> list[object]:
     barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
 
@@ -64,21 +83,14 @@ def race(*calls) -> list[object]:
 
 
 def test_completion_and_expiry_racing_settle_exactly_once(sessions, invariants) -> None:
-    user = f"race-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    user = funded_user(sessions)
     outcomes: Counter[str] = Counter()
     charged = 0
     for _ in range(ROUNDS):
         job_id, hold = running_job(sessions, user)
-        completed = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
-        race(lambda: lifecycle.apply_status(sessions, job_id, completed),
+        race(lambda: lifecycle.apply_status(sessions, job_id, COMPLETED),
              lambda: stops.settle_expired(sessions, job_id, None))
-        with transaction(sessions) as s:
-            job = s.get(Job, job_id)
-            h = s.get(Hold, job.hold_id)
-            captures = s.scalar(select(func.count()).select_from(LedgerTransaction).where(
-                LedgerTransaction.ref == job_id, LedgerTransaction.kind == "capture"))
+        job, h, captures = settled(sessions, job_id)
         outcomes[job.status] += 1
         if job.status == JobStatus.COMPLETED:
             assert (h.status, h.captured, captures, job.charge) == (HoldStatus.CAPTURED, 2, 1, 2)
@@ -132,9 +144,7 @@ def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state
     measured executionTime (rate-card formula ceil(3000 ms / 1000 × 0.5) = 2 credits)
     and keeps its output; FAILED / TIMED_OUT release as such; only RunPod's CANCELLED
     (our own stop) ends ``expired``."""
-    user = f"race-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    user = funded_user(sessions)
     job_id, hold = running_job(sessions, user)
     with transaction(sessions) as s:
         s.get(Job, job_id).stop_reason = "expire"
@@ -154,19 +164,13 @@ def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state
 
 def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants) -> None:
     """The webhook's capture and an expiry that also saw COMPLETED race: one capture."""
-    user = f"race-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    user = funded_user(sessions)
     for _ in range(ROUNDS):
         job_id, _hold = running_job(sessions, user)
-        completed = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
-        race(lambda: lifecycle.apply_status(sessions, job_id, completed),
-             lambda: stops.settle_expired(sessions, job_id, completed))
-        with transaction(sessions) as s:
-            row = s.get(Job, job_id)
-            n = s.scalar(select(func.count()).select_from(LedgerTransaction).where(
-                LedgerTransaction.ref == job_id, LedgerTransaction.kind == "capture"))
-        assert (row.status, row.charge, n) == (JobStatus.COMPLETED, 2, 1)
+        race(lambda: lifecycle.apply_status(sessions, job_id, COMPLETED),
+             lambda: stops.settle_expired(sessions, job_id, COMPLETED))
+        job, _h, captures = settled(sessions, job_id)
+        assert (job.status, job.charge, captures) == (JobStatus.COMPLETED, 2, 1)
     with transaction(sessions) as s:
         assert s.get(Wallet, user).balance == 1000 - 2 * ROUNDS
     invariants()
