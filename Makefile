@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-embedded test-postgres bench clean
+.PHONY: install demo test test-embedded test-postgres bench clean mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.webhook_intake
 	$(PY) -m benchmarks.job_overhead
 	$(PY) -m benchmarks.ledger_growth
+
+## Mutation score of pricing/ and the ledger's money operations (minutes; not in CI).
+mutation: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,mutation]'
+	PYTHON=$(PY) scripts/mutation.sh
