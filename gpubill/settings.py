@@ -76,7 +76,10 @@ class Settings(BaseSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
     emulator_port: int = 8010
+    # Request bodies: at most this many bytes (413) and this JSON nesting depth (400),
+    # chunked or not (webhook_receiver.bodies).
     max_request_bytes: int = 1_048_576
+    max_json_depth: int = Field(default=32, ge=4, le=200)
 
     # Beat: poll jobs RunPod has been silent about for this long, every poll_interval_s.
     poll_interval_s: float = 5.0

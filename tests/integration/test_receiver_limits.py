@@ -1,0 +1,94 @@
+"""Issue 15, repro 2 and 5: every body is bounded in depth and size before anything
+else runs (auth, the request-log binding, signature checks) — chunked or not."""
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from emulators.stripe import events as se
+from tests.integration.test_receiver_input import counts, error
+
+pytestmark = pytest.mark.integration
+MIB = 1024 * 1024
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/quotes", "/v1/topups", "/webhooks/stripe",
+                                  "/webhooks/runpod/" + "0" * 64])
+@pytest.mark.parametrize("auth", [True, False])
+def test_deeply_nested_bodies_are_400_before_auth(api, sessions, path, auth) -> None:
+    before = counts(sessions)
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = api.http.headers["Authorization"]
+    r = requests.post(f"{api.base}{path}", data='{"user_id": ' + nested(990) + "}",
+                      headers=headers, timeout=10)
+    assert error(r, 400)["code"] == "invalid_json"
+    assert counts(sessions) == before
+
+
+def test_a_job_whose_input_is_too_deep_is_refused_at_intake(api, sessions) -> None:
+    before = counts(sessions)
+    user = f"deep-{secrets.token_hex(4)}"
+    for depth in (950, 40):
+        body = ('{"user_id": "%s", "type": "framing", "params": {"duration_s": 30}, "input": {"a": %s}}'
+                % (user, nested(depth)))
+        r = api.http.post(f"{api.base}/v1/jobs", data=body, timeout=10,
+                          headers={"Content-Type": "application/json"})
+        assert error(r, 400)["code"] == "invalid_json", depth
+    assert counts(sessions) == before
+
+
+def test_brackets_inside_strings_do_not_count_as_depth(api) -> None:
+    r = api.http.post(f"{api.base}/v1/quotes", timeout=10, json={
+        "type": "framing", "params": {"duration_s": 30}, "note": "[" * 500 + '\\"{' * 100})
+    assert error(r, 422)["code"] == "invalid_request"  # reached validation: "note" is unknown
+
+
+def _chunked(path: str, chunks: list[bytes], headers: dict[str, str]) -> tuple[int, dict]:
+    url = urlsplit(path)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("POST", url.path, body=iter(chunks), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json", **headers})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_chunked_quote_over_a_mebibyte_is_413_not_cut(api) -> None:
+    """1 MiB of valid JSON followed by junk: cut at 1 MiB it would parse and answer 200."""
+    body = {"type": "framing", "params": {"duration_s": 30}}
+    prefix = json.dumps(body).encode()
+    prefix = prefix + b" " * (MIB - len(prefix))  # exactly 1 MiB of valid JSON
+    status, answer = _chunked(f"{api.base}/v1/quotes", [prefix[:MIB // 2], prefix[MIB // 2:], b"junk" * 256],
+                              {"Authorization": api.http.headers["Authorization"]})
+    assert status == 413, answer
+    assert answer["error"]["code"] == "request_entity_too_large"
+    # Exactly 1 MiB, chunked, is within the limit and answered.
+    status, answer = _chunked(f"{api.base}/v1/quotes", [prefix[:MIB // 2], prefix[MIB // 2:]],
+                              {"Authorization": api.http.headers["Authorization"]})
+    assert status == 200, answer
+
+
+def test_chunked_stripe_event_over_a_mebibyte_is_413_and_never_verified(api, sessions) -> None:
+    """The signature is valid over the first MiB: a receiver that cut the body would
+    verify that prefix and store the event."""
+    before = counts(sessions)
+    body = se.event("checkout.session.completed",
+                    se.paid_checkout_session(user_id=f"c-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    raw = raw + b" " * (MIB - len(raw))
+    headers = {"Stripe-Signature": se.stripe.WebhookSignature.generate_signature_header(raw.decode(), api.secret)}
+    status, answer = _chunked(f"{api.base}/webhooks/stripe", [raw, b"   trailing junk"], headers)
+    assert status == 413, answer
+    assert counts(sessions) == before
