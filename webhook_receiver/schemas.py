@@ -45,6 +45,16 @@ def _fields(err: ValidationError) -> list[dict[str, Any]]:
             for e in err.errors(include_url=False, include_input=False)]
 
 
+def parse_query(model: type[BaseModel]) -> Any:
+    """The request's query string validated as ``model`` (each parameter once; a repeated
+    one counts as its first value). 422 ``invalid_request`` with per-parameter errors,
+    exactly like a body."""
+    try:
+        return model.model_validate(request.args.to_dict(flat=True))
+    except ValidationError as err:
+        raise ApiError(422, "invalid_request", "query parameters are invalid", _fields(err)) from None
+
+
 def parse_json(model: type[BaseModel]) -> Any:
     """The request's JSON body validated as ``model``.
 

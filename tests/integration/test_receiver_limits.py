@@ -92,3 +92,38 @@ def test_chunked_stripe_event_over_a_mebibyte_is_413_and_never_verified(api, ses
     status, answer = _chunked(f"{api.base}/webhooks/stripe", [raw, b"   trailing junk"], headers)
     assert status == 413, answer
     assert counts(sessions) == before
+
+
+def _cursor(value: object) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("params", [
+    {"limit": "²"}, {"limit": "①"}, {"limit": "٣"}, {"limit": "1e3"}, {"limit": "9" * 3000},
+    {"cursor": _cursor(["2026-01-01T00:00:00", 1, 2 ** 63])},
+    {"cursor": _cursor(["2026-01-01T00:00:00", 1, -(2 ** 63) - 1])},
+    {"cursor": _cursor(["2026-01-01T00:00:00", 1, 10 ** 1900])},
+    {"cursor": "[" * 1000},
+    {"cursor": _cursor("[" * 2000)},
+    {"cursor": _cursor(["9999-99-99", 1, 1])},
+    {"cursor": _cursor(["2026-01-01T00:00:00", True, 1])},
+    {"cursor": "é\x00"},
+])
+def test_hostile_entries_query_is_422_json(api, params) -> None:
+    """Repro 3: ``isdigit()`` accepted ``²`` and ``①``, ``int()`` did not; a cursor over
+    2⁶³ overflowed the database's BIGINT; thousands of ``[`` overflowed ``json``'s recursion
+    (sizes fit gunicorn's 4,094-byte request line)."""
+    r = api.http.get(f"{api.base}/v1/wallets/someone/entries", params=params, timeout=10)
+    err = error(r, 422)
+    assert err["code"] == "invalid_request"
+    assert err["fields"][0]["field"] in params
+
+
+def test_valid_entries_query_still_answers(api) -> None:
+    r = api.http.get(f"{api.base}/v1/wallets/someone/entries", params={"limit": "200"}, timeout=10)
+    assert r.status_code == 200 and r.json()["entries"] == []
+    r = api.http.get(f"{api.base}/v1/wallets/someone/entries", timeout=10,
+                     params={"cursor": _cursor(["2026-01-01T00:00:00", 1, 2 ** 63 - 1])})
+    assert r.status_code == 200, r.text
