@@ -127,3 +127,39 @@ def test_valid_entries_query_still_answers(api) -> None:
     r = api.http.get(f"{api.base}/v1/wallets/someone/entries", timeout=10,
                      params={"cursor": _cursor(["2026-01-01T00:00:00", 1, 2 ** 63 - 1])})
     assert r.status_code == 200, r.text
+
+
+def _v1(payload: bytes, secret: str, t: int) -> str:
+    return se.stripe.WebhookSignature.generate_signature_header(payload.decode(), secret, t).split(",")[1]
+
+
+def test_stripe_signature_with_odd_timestamp_items_is_verified_as_the_sdk_reads_it(api, sessions) -> None:
+    """Repro 4a: ``v1=<sig>, t=²,t=<t>`` — the SDK reads the exact ``t`` item (the one
+    after the comma without a space), and so must the future check: 200, stored once."""
+    body = se.event("checkout.session.completed",
+                    se.paid_checkout_session(user_id=f"sig-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    payload, headers = se.signed(body, api.secret)
+    t = int(headers["Stripe-Signature"].split(",")[0][2:])
+    headers["Stripe-Signature"] = f"{_v1(payload, api.secret, t)}, t=²,t={t}"
+    r = api.post_stripe_raw(payload, headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"received": True, "duplicate": False}
+
+
+def test_duplicated_t_cannot_smuggle_a_future_timestamp_past_the_check(api, sessions) -> None:
+    """Repro 4b: ``v1=<sig over t+100000>, t=<now>,t=<t+100000>``: the SDK verifies
+    against ``t+100000`` (`` t`` with a space is not its ``t``); the receiver's future
+    check read ``<now>`` and let a far-future signature in."""
+    import time
+
+    before = counts(sessions)
+    body = se.event("checkout.session.completed",
+                    se.paid_checkout_session(user_id=f"sig-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    payload, _ = se.signed(body, api.secret)
+    now = int(time.time())
+    later = now + 100_000
+    headers = {"Content-Type": "application/json",
+               "Stripe-Signature": f"{_v1(payload, api.secret, later)}, t={now},t={later}"}
+    err = error(api.post_stripe_raw(payload, headers), 400)
+    assert err["code"] == "invalid_signature"
+    assert counts(sessions) == before
