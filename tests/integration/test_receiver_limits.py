@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from ledger.db import transaction
+
 from emulators.stripe import events as se
 from tests.integration.test_receiver_input import counts, error
 
@@ -163,3 +165,24 @@ def test_duplicated_t_cannot_smuggle_a_future_timestamp_past_the_check(api, sess
     err = error(api.post_stripe_raw(payload, headers), 400)
     assert err["code"] == "invalid_signature"
     assert counts(sessions) == before
+
+
+def test_a_user_id_with_a_trailing_newline_is_refused_everywhere(api, sessions) -> None:
+    """Repro 6: ``client_reference_id="dave\\n"`` credited a wallet ``"dave\\n"`` that
+    ``/v1/jobs`` refuses to spend. The receiver refuses it in the URL; the worker parks
+    the event instead of crediting anyone."""
+    from sqlalchemy import select
+
+    from ledger.models import EventStatus, StripeEvent, Wallet
+    from tests.stripe_flows import settle
+
+    user = f"dave-{secrets.token_hex(4)}"
+    r = api.http.get(f"{api.base}/v1/wallets/{user}%0A", timeout=10)
+    assert error(r, 422)["code"] == "invalid_request"
+    event = se.event("checkout.session.completed",
+                     se.paid_checkout_session(user_id=user + "\n", pack="small", amount_total=500))
+    assert api.post_event(event).status_code == 200
+    assert settle(sessions, [event["id"]]) == {event["id"]: EventStatus.FAILED}
+    with transaction(sessions) as s:
+        assert "client_reference_id" in s.get(StripeEvent, event["id"]).last_error
+        assert s.scalars(select(Wallet).where(Wallet.user_id.like(f"{user}%"))).all() == []
