@@ -13,7 +13,7 @@ from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
 from webhook_receiver import logcontext, metrics, openapi
-from webhook_receiver import bodies, entries, topups
+from webhook_receiver import bodies, entries, ratelimit, topups
 from webhook_receiver.services import Services
 
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(module.bp)
     metrics.init_app(app)  # request metrics and GET /metrics (times refused requests too)
     bodies.init_app(app)  # size and depth limits: before anything else reads the request
+    ratelimit.init_app(app, [api.bp, entries.bp, topups.bp])  # /v1 only
     logcontext.init_app(app)
     app.register_blueprint(openapi.bp)
     return app
