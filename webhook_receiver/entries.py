@@ -30,7 +30,8 @@ class EntriesQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(default=50, ge=1, le=entries.MAX_LIMIT)
-    cursor: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9_-]*$")  # pydantic: Rust regex, $ = end of text
+    # pydantic's patterns are Rust regex: "$" is the end of the text (no "\n" before it).
+    cursor: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9_-]*$")
 
     @field_validator("limit", mode="before")
     @classmethod

@@ -77,7 +77,7 @@ def test_development_keeps_its_defaults() -> None:
     assert Settings(env="development").api_key_values() == ["gpubill_dev_api_key"]
 
 
-def test_short_secrets_are_redacted_too(caplog) -> None:
+def test_short_secrets_are_redacted_too() -> None:
     """Secrets under 6 characters were never redacted (only possible outside production)."""
     cfg = Settings(env="test", api_keys="q7", notify_secret="zz9", runpod_token_secret="t0k")
     logs.add_secrets(logs.secret_values(cfg))
