@@ -65,6 +65,8 @@ def receive():  # type: ignore[no-untyped-def]
             payload, header, cfg.stripe_webhook_secret.get_secret_value(), cfg.stripe_tolerance_s)
     except stripe.SignatureVerificationError as err:
         raise ApiError(400, "invalid_signature", str(err).split(".")[0]) from None
+    except TypeError:  # the SDK's hmac.compare_digest refuses a non-ASCII v1 value
+        raise ApiError(400, "invalid_signature", "signature is not ASCII hex") from None
     except ValueError:  # body is not UTF-8
         raise ApiError(400, "invalid_payload", "body is not UTF-8 text") from None
     if signed_at(header) > time.time() + cfg.stripe_tolerance_s:

@@ -228,3 +228,18 @@ def test_generated_entries_queries_never_5xx(api, limit, cursor) -> None:
                      timeout=10)
     assert r.status_code in (200, 422), r.text
     assert r.headers["Content-Type"].startswith("application/json")
+
+
+def test_a_non_ascii_v1_signature_is_400_not_500(api, sessions) -> None:
+    """Found by the generated headers: the SDK hands a ``v1=²`` value to
+    ``hmac.compare_digest``, which raises ``TypeError`` on non-ASCII strings."""
+    import time
+
+    before = counts(sessions)
+    body = se.event("checkout.session.completed",
+                    se.paid_checkout_session(user_id=f"na-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    payload, _ = se.signed(body, api.secret)
+    r = api.post_stripe_raw(payload, {"Content-Type": "application/json",
+                                      "Stripe-Signature": f"t={int(time.time())},v1=²"})
+    assert error(r, 400)["code"] == "invalid_signature"
+    assert counts(sessions) == before
