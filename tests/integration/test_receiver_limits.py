@@ -215,7 +215,7 @@ def test_generated_signature_headers_never_5xx(api, sessions, items) -> None:
     assert r.status_code in (200, 400), r.text
     try:
         ok = bool(se.stripe.WebhookSignature.verify_header(payload.decode(), header, api.secret, 300))
-    except se.stripe.SignatureVerificationError:
+    except (se.stripe.SignatureVerificationError, TypeError):  # TypeError: non-ASCII v1
         ok = False
     assert (r.status_code == 200) == ok, (header, r.text)
 
