@@ -77,9 +77,11 @@ class ContextFilter(logging.Filter):
 # -- redaction -----------------------------------------------------------------------------
 def add_secrets(values: Iterable[str]) -> None:
     """Register secret values (API keys, webhook secrets, passwords) to blank out of
-    every log line. Values shorter than 6 characters are ignored (too many false hits)."""
+    every log line, whatever their length: a short secret is still a secret (production
+    refuses short ones, ``gpubill.secret_rules``; elsewhere a short one costs some
+    over-redaction, never a leak)."""
     global _longest_first
-    _secrets.update(v for v in values if v and len(v) >= 6)
+    _secrets.update(v for v in values if v)
     _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 

@@ -2,7 +2,9 @@
 
 Embedded defaults need no servers: a SQLite ledger under ``data_dir``, a broker that the
 launcher starts itself, the RunPod stand-in. In ``env=production`` every secret must be
-set explicitly and the development defaults are refused, so a missing secret fails fast.
+set explicitly: development defaults, ``.env.example`` placeholders and secrets under
+their minimum length are refused (``production_secret_problems``,
+``gpubill.secret_rules``), so a missing or guessable secret fails fast.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gpubill import secret_rules
 
 # Development-only secrets: known values so the demo and tests can sign requests.
 DEV_API_KEY = "gpubill_dev_api_key"
@@ -30,7 +34,8 @@ _DEV_SECRETS.add(DEV_NOTIFY_SECRET)
 class Settings(BaseSettings):
     """All configuration. Units: seconds unless a name says ``_ms``; URLs as strings."""
 
-    model_config = SettingsConfigDict(env_prefix="GPUBILL_", extra="ignore")
+    # hide_input_in_errors: a refused setting's error must not print the secrets given.
+    model_config = SettingsConfigDict(env_prefix="GPUBILL_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("var")
@@ -76,7 +81,16 @@ class Settings(BaseSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8000
     emulator_port: int = 8010
+    # Request bodies: at most this many bytes (413) and this JSON nesting depth (400),
+    # chunked or not (webhook_receiver.bodies).
     max_request_bytes: int = 1_048_576
+    max_json_depth: int = Field(default=32, ge=4, le=200)
+    # Abuse limits on /v1 (webhook_receiver.ratelimit, Flask-Limiter syntax): requests per
+    # API key, and 401 answers per client address before it is locked out; counters in
+    # rate_limit_storage_url (empty: the broker's Redis in production, memory otherwise).
+    rate_limit_api: str = "1200/minute"
+    rate_limit_auth_failures: str = "60/minute"
+    rate_limit_storage_url: str = ""
 
     # Beat: poll jobs RunPod has been silent about for this long, every poll_interval_s.
     poll_interval_s: float = 5.0
@@ -134,15 +148,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> "Settings":
         if self.env == "production":
-            used = [name for name in ("stripe_webhook_secret", "runpod_api_key", "runpod_token_secret",
-                                     "flower_basic_auth", "stripe_secret_key",
-                                     "notify_secret")
-                    if getattr(self, name).get_secret_value() in _DEV_SECRETS]
-            if any(k.get_secret_value() in _DEV_SECRETS for k in self.api_keys):
-                used.append("api_keys")
-            if used:
-                names = ", ".join("GPUBILL_" + n.upper() for n in used)
-                raise ValueError(f"production needs real secrets; set {names}")
+            problems = production_secret_problems(self)
+            if problems:
+                raise ValueError("production needs real secrets: " + "; ".join(problems))
             if not self.database_url or not self.broker_url:
                 raise ValueError("production needs GPUBILL_DATABASE_URL and GPUBILL_BROKER_URL")
         if not self.api_keys:
@@ -158,6 +166,29 @@ class Settings(BaseSettings):
 
     def api_key_values(self) -> list[str]:
         return [k.get_secret_value() for k in self.api_keys]
+
+
+def production_secret_problems(cfg: Settings) -> list[str]:
+    """``GPUBILL_NAME <why>`` for every secret production must refuse (rules and minimum
+    lengths in ``gpubill.secret_rules``); empty when all are acceptable."""
+    found: list[tuple[str, str | None]] = [
+        ("stripe_webhook_secret", secret_rules.problem(
+            cfg.stripe_webhook_secret.get_secret_value(), dev=_DEV_SECRETS,
+            prefix=secret_rules.STRIPE_WEBHOOK_PREFIX)),
+        ("flower_basic_auth", secret_rules.basic_auth_problem(
+            cfg.flower_basic_auth.get_secret_value(), dev=_DEV_SECRETS)),
+        ("database_url", secret_rules.url_password_problem(cfg.database_url)),
+        ("broker_url", secret_rules.url_password_problem(cfg.broker_url)),
+    ]
+    found += [(name, secret_rules.problem(getattr(cfg, name).get_secret_value(), dev=_DEV_SECRETS))
+              for name in ("runpod_api_key", "runpod_token_secret", "stripe_secret_key", "notify_secret")]
+    found += [("api_keys", secret_rules.problem(k.get_secret_value(), dev=_DEV_SECRETS))
+              for k in cfg.api_keys]
+    seen: dict[str, str] = {}
+    for name, why in found:
+        if why is not None:
+            seen.setdefault(name, why)  # one reason per setting; never the value itself
+    return [f"GPUBILL_{name.upper()} {why}" for name, why in seen.items()]
 
 
 @lru_cache(maxsize=1)

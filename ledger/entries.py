@@ -77,8 +77,10 @@ def _decode(cursor: str) -> tuple[datetime, int, int]:
         at, src, rid = json.loads(raw)
         if type(src) is not int or src not in (_TX, _HOLD, _HOLD_END) or type(rid) is not int:
             raise TypeError("cursor ids are not ours")
+        if not 0 <= rid < 2 ** 63:  # ids are BIGINT: a larger one overflows the query
+            raise TypeError("cursor id out of range")
         return datetime.fromisoformat(at), src, rid
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, RecursionError):
         raise ValueError(f"invalid cursor {cursor!r}") from None
 
 

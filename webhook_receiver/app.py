@@ -13,7 +13,7 @@ from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
 from webhook_receiver import logcontext, metrics, openapi
-from webhook_receiver import entries, topups
+from webhook_receiver import bodies, entries, ratelimit, topups
 from webhook_receiver.services import Services
 
 
@@ -24,8 +24,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
     app = Flask(__name__)
     app.config["GPUBILL"] = cfg
-    # Werkzeug refuses larger bodies with 413 before a view reads them.
-    app.config["MAX_CONTENT_LENGTH"] = cfg.max_request_bytes
     app.json.sort_keys = False
     producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
     app.extensions["gpubill"] = Services(
@@ -37,7 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):
         app.register_blueprint(module.bp)
+    metrics.init_app(app)  # request metrics and GET /metrics (times refused requests too)
+    bodies.init_app(app)  # size and depth limits: before anything else reads the request
+    ratelimit.init_app(app, [api.bp, entries.bp, topups.bp])  # /v1 only
     logcontext.init_app(app)
-    metrics.init_app(app)  # request metrics and GET /metrics
     app.register_blueprint(openapi.bp)
     return app

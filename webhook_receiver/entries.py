@@ -1,23 +1,44 @@
 """``GET /v1/wallets/{user_id}/entries``: the wallet's ledger entries, newest first.
 
-Query: ``limit`` (1–200, default 50), ``cursor`` (the previous page's ``next_cursor``).
+Query (``EntriesQuery``, pydantic): ``limit`` (ASCII digits, 1–200, default 50),
+``cursor`` (the previous page's ``next_cursor``, base64url, ≤ 512 characters).
 Answer: ``{"user_id", "entries": [{id, kind, amount, op_key, ref, created_at}],
 "next_cursor"}``; amounts are signed int credits (see ``ledger.entries``). A malformed
 cursor or limit → 422; an unknown wallet → an empty list.
 """
 from __future__ import annotations
 
+import re
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger import entries
 from ledger.db import transaction
 from webhook_receiver import services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from webhook_receiver.schemas import check_user_id
+from webhook_receiver.schemas import check_user_id, parse_query
 
 bp = Blueprint("entries", __name__, url_prefix="/v1")
+
+
+class EntriesQuery(BaseModel):
+    """Query of ``GET /v1/wallets/{user_id}/entries``. ``limit`` is matched as ASCII
+    digits first: ``int()`` (and pydantic's lax int) would read ``²`` or ``٣``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=50, ge=1, le=entries.MAX_LIMIT)
+    # pydantic's patterns are Rust regex: "$" is the end of the text (no "\n" before it).
+    cursor: str | None = Field(default=None, max_length=512, pattern=r"^[A-Za-z0-9_-]*$")
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _ascii_digits(cls, v: object) -> object:
+        if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,4}", v):
+            raise ValueError("must be an integer from 1 to %d" % entries.MAX_LIMIT)
+        return v
 
 
 def entry_body(e: entries.Entry) -> dict[str, object]:
@@ -29,14 +50,10 @@ def entry_body(e: entries.Entry) -> dict[str, object]:
 @require_api_key
 def list_entries(user_id: str):  # type: ignore[no-untyped-def]
     check_user_id(user_id)
-    raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= entries.MAX_LIMIT:
-        raise ApiError(422, "invalid_request", f"limit must be an integer from 1 to {entries.MAX_LIMIT}",
-                       [{"field": "limit", "message": "out of range"}])
-    cursor = request.args.get("cursor") or None
+    query: EntriesQuery = parse_query(EntriesQuery)
     with transaction(services.sessions()) as s:
         try:
-            result = entries.page(s, user_id, cursor=cursor, limit=int(raw_limit))
+            result = entries.page(s, user_id, cursor=query.cursor or None, limit=query.limit)
         except ValueError as err:
             raise ApiError(422, "invalid_request", str(err),
                            [{"field": "cursor", "message": "not a cursor from this API"}]) from None

@@ -100,7 +100,13 @@ def _operation(route: Route, ref: dict[type[BaseModel], dict[str, Any]]) -> dict
         op["requestBody"] = {"required": True,
                              "content": {"application/json": {"schema": ref[route.request]}}}
     op["responses"] = {}
-    for status, model in sorted(route.responses.items()):
+    responses = dict(route.responses)
+    if route.request is not None:  # webhook_receiver.bodies: depth 400, size 413, any body route
+        responses.setdefault(400, _ERR)
+        responses.setdefault(413, _ERR)
+    if route.auth:  # webhook_receiver.ratelimit
+        responses.setdefault(429, _ERR)
+    for status, model in sorted(responses.items()):
         doc = (model.__doc__ or "").strip() if model else ""
         op["responses"][str(status)] = {
             "description": doc.splitlines()[0] if doc else route.summary,

@@ -1,22 +1,19 @@
 """Request bodies of the ``/v1`` API (pydantic), and the 422 error they produce."""
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gpubill.ids import USER_ID_PATTERN, UserId, is_user_id
 from pricing import JobParams
 from webhook_receiver.errors import ApiError
 
-USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
-_USER_ID = re.compile(USER_ID_PATTERN)
-
-
 def check_user_id(user_id: str) -> None:
-    """A ``user_id`` from the URL; raises ``ApiError`` 422 unless it matches ``USER_ID_PATTERN``."""
-    if not _USER_ID.match(user_id):
+    """A ``user_id`` from the URL; raises ``ApiError`` 422 unless it is one in full
+    (``gpubill.ids``)."""
+    if not is_user_id(user_id):
         raise ApiError(422, "invalid_request", "user_id must match " + USER_ID_PATTERN)
 
 
@@ -25,7 +22,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: UserId
     type: Literal["framing", "overlay", "upscale", "track"]
     params: JobParams
     input: dict[str, Any] = Field(default_factory=dict)
@@ -43,6 +40,16 @@ class QuoteRequest(BaseModel):
 def _fields(err: ValidationError) -> list[dict[str, Any]]:
     return [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
             for e in err.errors(include_url=False, include_input=False)]
+
+
+def parse_query(model: type[BaseModel]) -> Any:
+    """The request's query string validated as ``model`` (each parameter once; a repeated
+    one counts as its first value). 422 ``invalid_request`` with per-parameter errors,
+    exactly like a body."""
+    try:
+        return model.model_validate(request.args.to_dict(flat=True))
+    except ValidationError as err:
+        raise ApiError(422, "invalid_request", "query parameters are invalid", _fields(err)) from None
 
 
 def parse_json(model: type[BaseModel]) -> Any:

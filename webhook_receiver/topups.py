@@ -21,7 +21,8 @@ from pricing import Pack, load_packs
 from webhook_receiver import services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from webhook_receiver.schemas import USER_ID_PATTERN, parse_json
+from gpubill.ids import UserId
+from webhook_receiver.schemas import parse_json
 
 bp = Blueprint("topups", __name__, url_prefix="/v1")
 
@@ -31,7 +32,7 @@ class TopupRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(pattern=USER_ID_PATTERN)
+    user_id: UserId
     pack: str = Field(min_length=1, max_length=32)
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from gpubill.ids import USER_ID  # the one user-id type, a full match (issue 15)
 from ledger import topups
 from ledger.db import transaction
 from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
@@ -30,7 +30,6 @@ from worker import stripe_refunds
 from worker.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
-USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 PENDING = "pending"  # process_event's answer for "retry later" (the row stays received)
 
 Handler = Callable[[Session, dict[str, Any], StripeEvent], str]

@@ -1,7 +1,6 @@
 """``gpubill wallet show|entries|adjust``: read a wallet, fix it by an audited adjustment."""
 from __future__ import annotations
 
-import re
 import uuid
 
 import click
@@ -79,9 +78,9 @@ def adjust(user: str, amount: int, reason: str, operator: str, key: str | None,
     from ledger.db import transaction
     from ledger.errors import IdempotencyConflict, InsufficientFunds
 
-    from webhook_receiver.schemas import USER_ID_PATTERN
+    from gpubill.ids import USER_ID_PATTERN, is_user_id
 
-    if not re.match(USER_ID_PATTERN, user):
+    if not is_user_id(user):
         raise click.BadParameter(f"must match {USER_ID_PATTERN}", param_hint="USER")
     if amount == 0:
         raise click.BadParameter("must not be 0", param_hint="AMOUNT")

@@ -6,12 +6,14 @@ from pydantic import ValidationError
 
 from gpubill.settings import Settings
 
+# Shaped like real production secrets (lengths of gpubill.secret_rules), none a default.
 PROD_SECRETS = {
-    "stripe_webhook_secret": "whsec_real", "runpod_api_key": "rpa_real",
-    "runpod_token_secret": "s3cret", "api_keys": "k1,k2", "stripe_secret_key": "sk_live_real",
+    "stripe_webhook_secret": "whsec_" + "R" * 32, "runpod_api_key": "rpa_" + "R" * 40,
+    "runpod_token_secret": "t" * 43, "api_keys": "k1" + "a" * 40 + ",k2" + "b" * 40,
+    "stripe_secret_key": "sk_live_" + "R" * 99,
     "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
-    "flower_basic_auth": "ops:real-password",
-    "notify_secret": "whsec_app_real",
+    "flower_basic_auth": "ops:" + "p" * 20,
+    "notify_secret": "whsec_" + "n" * 40,
 }
 
 
@@ -29,7 +31,7 @@ def test_production_needs_real_database_and_broker() -> None:
 
 def test_production_with_everything_set() -> None:
     cfg = Settings(env="production", **PROD_SECRETS)
-    assert cfg.api_key_values() == ["k1", "k2"]
+    assert cfg.api_key_values() == ["k1" + "a" * 40, "k2" + "b" * 40]
     assert cfg.sqlalchemy_url == "postgresql://db/gpubill"
 
 
