@@ -25,6 +25,8 @@ DEV_STRIPE_SECRET_KEY = "sk_test_gpubill_dev"  # the Stripe stand-in accepts it
 _DEV_SECRETS.add(DEV_STRIPE_SECRET_KEY)
 DEV_NOTIFY_SECRET = "whsec_gpubill_dev_notify_secret"  # signs outbound job webhooks (issue 4)
 _DEV_SECRETS.add(DEV_NOTIFY_SECRET)
+DEV_METRICS_TOKEN = "gpubill_dev_metrics_token"  # GET /metrics bearer token (issue 16)
+_DEV_SECRETS.add(DEV_METRICS_TOKEN)
 
 
 class Settings(BaseSettings):
@@ -109,6 +111,11 @@ class Settings(BaseSettings):
     # Flower (gpubill up / compose): "user:password" for its basic auth, and its port.
     flower_basic_auth: SecretStr = SecretStr(DEV_FLOWER_BASIC_AUTH)
     flower_port: int = 5555
+    # gpubill up's embedded broker port (6380: next to a system Redis on 6379).
+    broker_port: int = 6380
+    # Bearer token for GET /metrics (Prometheus: scrape_config ``authorization``);
+    # /metrics carries revenue totals, so it is never public (docs/operating.md).
+    metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
     # Nightly reconciliation (issue 5): beat runs `maintenance.reconcile` at this UTC
     # hour:minute; its DB lease outlives a run by far (a crashed run frees it then).
     reconcile_hour: int = Field(default=3, ge=0, le=23)
@@ -136,7 +143,7 @@ class Settings(BaseSettings):
         if self.env == "production":
             used = [name for name in ("stripe_webhook_secret", "runpod_api_key", "runpod_token_secret",
                                      "flower_basic_auth", "stripe_secret_key",
-                                     "notify_secret")
+                                     "notify_secret", "metrics_token")
                     if getattr(self, name).get_secret_value() in _DEV_SECRETS]
             if any(k.get_secret_value() in _DEV_SECRETS for k in self.api_keys):
                 used.append("api_keys")
