@@ -1,6 +1,7 @@
 """The ``gpubill`` command line (click)."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -206,7 +207,10 @@ main.add_command(_events.events)
 
 @main.group()
 def emulate() -> None:
-    """Local stand-ins for outside services."""
+    """Local stand-ins for outside services (their log lines are gpubill's JSON lines)."""
+    from gpubill import logs
+
+    logs.configure()
 
 
 @emulate.command("runpod")
@@ -221,7 +225,7 @@ def emulate_runpod(host: str, port: int, config_path: Path | None) -> None:
     from gpubill.launcher import EMULATOR_PROFILES
 
     config = EmulatorConfig.from_toml(config_path or EMULATOR_PROFILES)
-    click.echo(f"RunPod stand-in on http://{host}:{port}/v2")
+    logging.getLogger("gpubill.emulate").info("RunPod stand-in on http://%s:%s/v2", host, port)
     serve(config, host=host, port=port)
 
 
