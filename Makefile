@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-embedded test-postgres bench clean
+.PHONY: install demo test test-embedded test-postgres bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.webhook_intake
 	$(PY) -m benchmarks.job_overhead
 	$(PY) -m benchmarks.ledger_growth
+
+## requirements.lock: the application's dependencies pinned with hashes (pip's resolver).
+lock: $(STAMP)
+	$(PY) scripts/lock.py
