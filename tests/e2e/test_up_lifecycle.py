@@ -90,6 +90,16 @@ def test_second_up_is_refused_in_one_line_and_the_first_stack_is_untouched(tmp_p
         assert same.returncode == 1
         assert same.stderr.strip().count("\n") == 0 and "already running" in same.stderr, same.stderr
 
+        # the other commands find the running stack through stack.json (no broker URL in env)
+        only_dir = {k: v for k, v in os.environ.items() if not k.startswith("GPUBILL_")}
+        only_dir["GPUBILL_DATA_DIR"] = str(data_dir)
+        replay = subprocess.run([sys.executable, "-m", "gpubill.cli", "events", "replay", "--failed"],
+                                env=only_dir, capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stderr
+        gone = subprocess.run([sys.executable, "-m", "gpubill.cli", "events", "replay"], capture_output=True,
+                              text=True, timeout=60, env={**only_dir, "GPUBILL_DATA_DIR": str(tmp_path / "none")})
+        assert gone.returncode == 1 and "no running `gpubill up`" in gone.stderr
+
         assert _files(metrics_dir) == files
         assert _totals(scrape(url)) == before
         assert json.loads((data_dir / "stack.json").read_text()) == state
