@@ -11,7 +11,7 @@ PROD_SECRETS = {
     "runpod_token_secret": "s3cret", "api_keys": "k1,k2", "stripe_secret_key": "sk_live_real",
     "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
     "flower_basic_auth": "ops:real-password",
-    "notify_secret": "whsec_app_real",
+    "notify_secret": "whsec_app_real", "metrics_token": "prom_real",
 }
 
 
