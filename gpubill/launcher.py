@@ -160,10 +160,10 @@ class Stack:
         if not self.env.get("GPUBILL_BROKER_URL"):
             self.broker = EmbeddedBroker(data_dir / "broker", port=self.broker_port).start()
             self.env["GPUBILL_BROKER_URL"] = self.broker.url
-            self._say(f"  broker           ready  {time.monotonic() - started:5.1f} s")
+            self._say(f"  broker             ready  {time.monotonic() - started:5.1f} s")
         cfg = self.settings
         upgrade(cfg.sqlalchemy_url)
-        self._say(f"  migrations       done   {time.monotonic() - started:5.1f} s")
+        self._say(f"  migrations         done   {time.monotonic() - started:5.1f} s")
         # One prometheus multiprocess directory for the receiver and workers on this host,
         # emptied at start as prometheus_client requires (see webhook_receiver.metrics).
         metrics_dir = data_dir / "metrics"
@@ -199,7 +199,7 @@ class Stack:
         for name in ("receiver", "runpod-emulator", "stripe-emulator", *groups, "flower"):
             if any(c.name == name for c in self.children):
                 self._wait(deadline, name)
-                self._say(f"  {name:<16} ready  {time.monotonic() - started:5.1f} s")
+                self._say(f"  {name:<18} ready  {time.monotonic() - started:5.1f} s")
         self.write_state()
 
     def state(self) -> dict[str, Any]:
