@@ -134,13 +134,19 @@ class Stack:
         ports = {"receiver": cfg.receiver_port}
         if not self.env.get("GPUBILL_BROKER_URL") and self.broker_port:
             ports["broker"] = self.broker_port
-        if self.emulator:
-            ports["runpod-emulator"] = cfg.emulator_port
-            if self._stripe_standin(cfg):
-                ports["stripe-emulator"] = cfg.stripe_emulator_port
-        if self.flower:
-            ports["flower"] = cfg.flower_port
+        ports.update({name: port for name, (port, _, _) in self._optional(cfg).items()})
         return ports
+
+    def _optional(self, cfg: Settings) -> dict[str, tuple[int, str, str]]:
+        """Optional services: name → (port, stack.json key, URL)."""
+        found: dict[str, tuple[int, str, str]] = {}
+        if self.emulator:
+            found["runpod-emulator"] = (cfg.emulator_port, "runpod_base_url", cfg.runpod_base_url)
+            if self._stripe_standin(cfg):
+                found["stripe-emulator"] = (cfg.stripe_emulator_port, "stripe_api_base", cfg.stripe_api_base)
+        if self.flower:
+            found["flower"] = (cfg.flower_port, "flower_url", self.flower_url)
+        return found
 
     def _stripe_standin(self, cfg: Settings) -> bool:
         return self.emulator and cfg.stripe_api_base.rstrip("/") == f"http://127.0.0.1:{cfg.stripe_emulator_port}"
@@ -214,12 +220,7 @@ class Stack:
         }
         if self.broker is not None and self.broker.proc is not None:
             state["children"]["broker"] = self.broker.proc.pid
-        if self.emulator:
-            state["runpod_base_url"] = cfg.runpod_base_url
-        if self._stripe_standin(cfg):
-            state["stripe_api_base"] = cfg.stripe_api_base
-        if self.flower:
-            state["flower_url"] = self.flower_url
+        state.update({key: url for _, key, url in self._optional(cfg).values()})
         return state
 
     def write_state(self) -> None:
