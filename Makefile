@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-embedded test-postgres bench clean mutation
+.PHONY: install demo test test-embedded test-postgres bench clean mutation lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,7 @@ bench: $(STAMP)
 mutation: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,mutation]'
 	PYTHON=$(PY) scripts/mutation.sh
+
+## requirements.lock: the application's dependencies pinned with hashes (pip's resolver).
+lock: $(STAMP)
+	$(PY) scripts/lock.py

@@ -7,11 +7,14 @@ and ``maxmemory-policy noeviction`` so Redis never drops a message to save memor
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from gpubill.supervision import die_with_parent
 
 
 def server_binary() -> str:
@@ -66,7 +69,8 @@ class EmbeddedBroker:
              "--dir", str(self.data_dir.resolve()), "--appendonly", "yes",
              "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction",
              "--daemonize", "no", "--logfile", str((self.data_dir / "broker.log").resolve())],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid()))  # no orphan broker if we are SIGKILLed
         deadline = time.monotonic() + timeout_s
         while not _ping(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:

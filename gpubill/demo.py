@@ -20,6 +20,7 @@ import requests
 
 from emulators.stripe import events as stripe_events
 from emulators.stripe.control import StripeStandIn
+from gpubill.client import ApiError, GpubillClient
 from gpubill.settings import Settings
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
@@ -101,12 +102,15 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     alice, bob = f"alice-{run}", f"bob-{run}"
     pack = load_packs()[PACK]
 
+    app = GpubillClient(base_url, cfg.api_key_values()[0])  # the app's typed client
     echo(f"== top-up: {alice} buys pack '{PACK}' ({pack.price / 100:.2f} {pack.currency.upper()}"
          f" → {pack.credits} credits)")
-    created = api.create_topup(alice, PACK)
-    out.expect(created.status_code == 201, f"top-up session created (got {created.status_code})")
-    session_id = created.json().get("session_id", "") if created.status_code == 201 else ""
-    echo(f"   POST /v1/topups → {created.status_code} session {session_id}")
+    session_id = ""
+    try:
+        session_id = app.create_topup(alice, PACK, idempotency_key=f"topup-{alice}").session_id
+        echo(f"   POST /v1/topups → 201 session {session_id}")
+    except ApiError as err:
+        out.expect(False, f"top-up session created (got {err})")
     paid = StripeStandIn(cfg.stripe_api_base).pay(session_id, duplicate=True) if session_id else {}
     sent = [e["type"] for e in paid.get("events", [])]
     echo(f"   paid by card on the Stripe stand-in; signed webhooks (each twice): {', '.join(sent)}"
@@ -114,23 +118,29 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     out.expect("checkout.session.completed" in sent, "stand-in sent checkout.session.completed")
     out.expect(bool(paid.get("deliveries")) and set(paid["deliveries"]) == {200},
                "every webhook delivery answered 200")
-    funded = api.wait(lambda: api.wallet(alice)["balance"] == pack.credits)
+    funded = api.wait(lambda: app.wallet(alice).balance == pack.credits)
     out.expect(bool(funded), f"{alice} credited {pack.credits}")
 
     echo(f"== jobs: {alice} exports a 30 s clip four ways; {bob} (no credits) tries one")
     job_ids: list[str] = []
     for job_type, params, job_input in JOBS:
-        r = api.submit(alice, job_type, params, job_input)
-        out.expect(r.status_code == 202, f"{job_type} accepted (got {r.status_code})")
-        if r.status_code == 202:
-            job_ids.append(r.json()["job_id"])
-    refused = api.submit(bob, "framing", {"duration_s": 30, "resolution": "1080p"}, {})
-    echo(f"   {bob}: {refused.status_code} {refused.json().get('error', {}).get('message')}")
-    out.expect(refused.status_code == 402, f"{bob} refused with 402 (got {refused.status_code})")
+        try:
+            job_ids.append(app.submit_job(alice, job_type, params, job_input,
+                                          idempotency_key=f"{alice}-{job_type}").job_id)
+        except ApiError as err:
+            out.expect(False, f"{job_type} accepted (got {err})")
+    try:
+        app.submit_job(bob, "framing", {"duration_s": 30, "resolution": "1080p"}, {})
+        out.expect(False, f"{bob} refused with 402 (got 202)")
+    except ApiError as err:
+        echo(f"   {bob}: {err.status} {err.message}")
+        out.expect(err.status == 402, f"{bob} refused with 402 (got {err.status})")
 
-    done = api.wait(lambda: all(api.job(j)["status"] in JobStatus.TERMINAL for j in job_ids), 90)
-    out.expect(bool(done), "every job reached a terminal state")
-    receipts = [api.job(j) for j in job_ids]
+    try:
+        receipts = [app.wait_for_receipt(j, timeout_s=90).model_dump() for j in job_ids]
+    except TimeoutError as err:
+        out.expect(False, f"every job reached a terminal state ({err})")
+        receipts = [api.job(j) for j in job_ids]
     echo(f"   {'type':<8} {'status':<10} {'hold':>5} {'exec ms':>8} {'charge':>7} {'released':>9}")
     for r in receipts:
         echo(f"   {r['type']:<8} {r['status']:<10} {r['quote']['hold']:>5} "
@@ -146,7 +156,7 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
 
     charged = sum(r["charge"] or 0 for r in receipts)
     echo("== wallets")
-    wallets = {u: api.wallet(u) for u in (alice, bob)}
+    wallets = {u: app.wallet(u).model_dump() for u in (alice, bob)}
     for u, w in wallets.items():
         echo(f"   {u:<14} balance {w['balance']:>5}  held {w['held']:>3}  available {w['available']:>5}")
     out.expect(wallets[alice]["balance"] == pack.credits - charged,

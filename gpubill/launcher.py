@@ -6,7 +6,11 @@ Celery workers — one on every queue (``workers="single"``) or one per queue
 (``workers="per_queue"``, the production topology) — the single beat (RedBeat lock on a
 Redis-protocol broker) and Flower (optional). Each child runs in its own process
 group, so stopping it (SIGTERM, then SIGKILL after a grace period) also stops its
-children (gunicorn and prefork workers). Logs go to ``{data_dir}/logs/{name}.log``.
+children (gunicorn and prefork workers), and gets SIGTERM if the launcher dies, even by
+SIGKILL (``PR_SET_PDEATHSIG``, ``gpubill.supervision``). Before anything starts, the
+data directory is locked (one stack per directory: a second one never touches the
+first's files) and every port is checked free (``StackError``, one line). What is
+running is recorded in ``{data_dir}/stack.json``. Logs go to ``{data_dir}/logs/{name}.log``.
 """
 from __future__ import annotations
 
@@ -21,16 +25,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+from collections.abc import Callable
 
 import requests
 
-from gpubill import queues
+from gpubill import queues, supervision
 from gpubill.broker import EmbeddedBroker, free_port
 from gpubill.settings import Settings
 from ledger.migrate import upgrade
 
 EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runpod" / "profiles.toml"
+# How long children get to stop on SIGTERM (all at once) before SIGKILL.
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -43,6 +50,14 @@ class Child:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        """SIGTERM to the child's process group (no wait)."""
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def stop(self, grace_s: float) -> None:
         if self.alive():
@@ -71,8 +86,11 @@ class Stack:
     beat: bool = True
     workers: str = "single"  # "single": one worker on all queues; "per_queue": one each
     flower: bool = False
+    broker_port: int | None = None  # the embedded broker's; None: a free one
+    progress: Callable[[str], None] | None = None  # one line per service as it is ready
     children: list[Child] = field(default_factory=list)
     broker: EmbeddedBroker | None = None
+    _lock: IO[str] | None = None
 
     def __post_init__(self) -> None:
         self.env = {**{k: v for k, v in os.environ.items() if k.startswith("GPUBILL_")}, **self.env}
@@ -110,18 +128,51 @@ class Stack:
             raise
         return self
 
+    def planned_ports(self) -> dict[str, int]:
+        """The TCP port of each service this stack will start."""
+        cfg = self.settings
+        ports = {"receiver": cfg.receiver_port}
+        if not self.env.get("GPUBILL_BROKER_URL") and self.broker_port:
+            ports["broker"] = self.broker_port
+        ports.update({name: port for name, (port, _, _) in self._optional(cfg).items()})
+        return ports
+
+    def _optional(self, cfg: Settings) -> dict[str, tuple[int, str, str]]:
+        """Optional services: name → (port, stack.json key, URL)."""
+        found: dict[str, tuple[int, str, str]] = {}
+        if self.emulator:
+            found["runpod-emulator"] = (cfg.emulator_port, "runpod_base_url", cfg.runpod_base_url)
+            if self._stripe_standin(cfg):
+                found["stripe-emulator"] = (cfg.stripe_emulator_port, "stripe_api_base", cfg.stripe_api_base)
+        if self.flower:
+            found["flower"] = (cfg.flower_port, "flower_url", self.flower_url)
+        return found
+
+    def _stripe_standin(self, cfg: Settings) -> bool:
+        return self.emulator and cfg.stripe_api_base.rstrip("/") == f"http://127.0.0.1:{cfg.stripe_emulator_port}"
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
     def _start(self, timeout_s: float) -> None:
-        data_dir = Path(self.env.get("GPUBILL_DATA_DIR", "var"))
-        self.env["GPUBILL_DATA_DIR"] = str(data_dir.resolve())
+        data_dir = Path(self.env.get("GPUBILL_DATA_DIR", "var")).resolve()
+        self.env["GPUBILL_DATA_DIR"] = str(data_dir)
+        # Nothing is written or started before these two checks pass.
+        self._lock = supervision.lock_data_dir(data_dir)
+        supervision.check_ports_free(self.planned_ports(), self.settings.receiver_host)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
         if not self.env.get("GPUBILL_BROKER_URL"):
-            self.broker = EmbeddedBroker(data_dir / "broker").start()
+            self.broker = EmbeddedBroker(data_dir / "broker", port=self.broker_port).start()
             self.env["GPUBILL_BROKER_URL"] = self.broker.url
+            self._say(f"  broker             ready  {time.monotonic() - started:5.1f} s")
         cfg = self.settings
         upgrade(cfg.sqlalchemy_url)
+        self._say(f"  migrations         done   {time.monotonic() - started:5.1f} s")
         # One prometheus multiprocess directory for the receiver and workers on this host,
         # emptied at start as prometheus_client requires (see webhook_receiver.metrics).
-        metrics_dir = data_dir.resolve() / "metrics"
+        metrics_dir = data_dir / "metrics"
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         observed = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
@@ -130,7 +181,7 @@ class Stack:
             self._spawn("runpod-emulator", [py, "-m", "gpubill.cli", "emulate", "runpod",
                                             "--port", str(cfg.emulator_port),
                                             "--config", str(EMULATOR_PROFILES)])
-        if self.emulator and cfg.stripe_api_base.rstrip("/") == f"http://127.0.0.1:{cfg.stripe_emulator_port}":
+        if self._stripe_standin(cfg):
             self._spawn("stripe-emulator", [py, "-m", "gpubill.cli", "emulate", "stripe",
                                             "--port", str(cfg.stripe_emulator_port),
                                             "--webhook-url", f"{self.receiver_url}/webhooks/stripe"])
@@ -154,6 +205,26 @@ class Stack:
         for name in ("receiver", "runpod-emulator", "stripe-emulator", *groups, "flower"):
             if any(c.name == name for c in self.children):
                 self._wait(deadline, name)
+                self._say(f"  {name:<18} ready  {time.monotonic() - started:5.1f} s")
+        self.write_state()
+
+    def state(self) -> dict[str, Any]:
+        """What is running: URLs, ports and PIDs (``{data_dir}/stack.json``)."""
+        cfg = self.settings
+        state: dict[str, Any] = {
+            "pid": os.getpid(), "data_dir": self.env["GPUBILL_DATA_DIR"],
+            "receiver_url": self.receiver_url, "broker_url": cfg.broker_url,
+            "database_url": cfg.sqlalchemy_url, "log_dir": str(self.log_dir),
+            "metrics_url": f"{self.receiver_url}/metrics",
+            "children": {c.name: c.proc.pid for c in self.children},
+        }
+        if self.broker is not None and self.broker.proc is not None:
+            state["children"]["broker"] = self.broker.proc.pid
+        state.update({key: url for _, key, url in self._optional(cfg).values()})
+        return state
+
+    def write_state(self) -> None:
+        supervision.write_state(Path(self.env["GPUBILL_DATA_DIR"]), self.state())
 
     def _ready(self, name: str) -> bool:
         cfg = self.settings
@@ -178,7 +249,8 @@ class Stack:
         log = (self.log_dir / f"{name}.log").open("ab")
         env = {**os.environ, **self.env, **(extra_env or {})}
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=supervision.die_with_parent(os.getpid()))
         self.children.append(Child(name, argv, proc, log, extra_env or {}))
 
     def _worker_ready(self, cfg: Settings, argv: list[str]) -> bool:
@@ -228,6 +300,8 @@ class Stack:
         deadline = time.monotonic() + 60
         for child in dead:
             self._wait(deadline, child.name)
+        if dead and "GPUBILL_DATA_DIR" in self.env and self._lock is not None:
+            self.write_state()  # new PIDs
         return [c.name for c in dead]
 
     @contextmanager
@@ -241,15 +315,22 @@ class Stack:
         finally:
             os.killpg(pgid, signal.SIGCONT)
 
-    def stop(self, grace_s: float = 15) -> None:
-        """Stop every child, newest first (beat and worker before the receiver and
-        broker), then the broker. Safe to call twice. Beat stops on SIGTERM and
-        releases its RedBeat lock, so the next beat starts at once."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every child: SIGTERM to all at once, SIGKILL to what is left after
+        ``grace_s`` in all, then the broker (so beat can release its RedBeat lock and
+        workers requeue unacknowledged tasks first). Safe to call twice."""
+        for child in self.children:
+            child.terminate()
+        deadline = time.monotonic() + grace_s
         while self.children:
-            self.children.pop().stop(grace_s)
+            self.children.pop().stop(max(0.0, deadline - time.monotonic()))
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self._lock is not None:
+            supervision.clear_state(Path(self.env["GPUBILL_DATA_DIR"]))
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> "Stack":
         return self.start()

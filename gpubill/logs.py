@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+from datetime import datetime, timezone
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -108,6 +109,12 @@ def redact(text: str) -> str:
     return _CARD.sub(_card, text)
 
 
+def iso_time(record: logging.LogRecord) -> str:
+    """The record's time as ISO 8601 in UTC with its zone and milliseconds,
+    ``2026-12-01T19:53:16.991+00:00`` (RFC 3339), whatever the host's zone."""
+    return datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
 class JsonLines(JsonFormatter):
     """``{"time", "level", "logger", "message", "process", ids...}`` one per line, redacted."""
 
@@ -115,6 +122,9 @@ class JsonLines(JsonFormatter):
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger",
                                             "asctime": "time", "processName": "process"})
         super().__init__("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", **kwargs)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return iso_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -130,6 +140,9 @@ class Text(logging.Formatter):
         ids = " ".join(f"{k}={getattr(record, k)}" for k in CONTEXT_FIELDS if hasattr(record, k))
         record.ids = f" [{ids}]" if ids else ""
         return redact(super().format(record))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return iso_time(record)
 
 
 def formatter_class(fmt: str, stream: TextIO | None = None) -> type[logging.Formatter]:

@@ -29,6 +29,8 @@ DEV_STRIPE_SECRET_KEY = "sk_test_gpubill_dev"  # the Stripe stand-in accepts it
 _DEV_SECRETS.add(DEV_STRIPE_SECRET_KEY)
 DEV_NOTIFY_SECRET = "whsec_gpubill_dev_notify_secret"  # signs outbound job webhooks (issue 4)
 _DEV_SECRETS.add(DEV_NOTIFY_SECRET)
+DEV_METRICS_TOKEN = "gpubill_dev_metrics_token"  # GET /metrics bearer token (issue 16)
+_DEV_SECRETS.add(DEV_METRICS_TOKEN)
 
 
 class Settings(BaseSettings):
@@ -123,6 +125,11 @@ class Settings(BaseSettings):
     # Flower (gpubill up / compose): "user:password" for its basic auth, and its port.
     flower_basic_auth: SecretStr = SecretStr(DEV_FLOWER_BASIC_AUTH)
     flower_port: int = 5555
+    # gpubill up's embedded broker port (6380: next to a system Redis on 6379).
+    broker_port: int = 6380
+    # Bearer token for GET /metrics (Prometheus: scrape_config ``authorization``);
+    # /metrics carries revenue totals, so it is never public (docs/operating.md).
+    metrics_token: SecretStr = SecretStr(DEV_METRICS_TOKEN)
     # Nightly reconciliation (issue 5): beat runs `maintenance.reconcile` at this UTC
     # hour:minute; its DB lease outlives a run by far (a crashed run frees it then).
     reconcile_hour: int = Field(default=3, ge=0, le=23)
@@ -181,7 +188,8 @@ def production_secret_problems(cfg: Settings) -> list[str]:
         ("broker_url", secret_rules.url_password_problem(cfg.broker_url)),
     ]
     found += [(name, secret_rules.problem(getattr(cfg, name).get_secret_value(), dev=_DEV_SECRETS))
-              for name in ("runpod_api_key", "runpod_token_secret", "stripe_secret_key", "notify_secret")]
+              for name in ("runpod_api_key", "runpod_token_secret", "stripe_secret_key", "notify_secret",
+                           "metrics_token")]
     found += [("api_keys", secret_rules.problem(k.get_secret_value(), dev=_DEV_SECRETS))
               for k in cfg.api_keys]
     seen: dict[str, str] = {}

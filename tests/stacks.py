@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from gpubill.broker import EmbeddedBroker, free_port
 from gpubill.launcher import Stack
+from gpubill.settings import DEV_METRICS_TOKEN
 from tests.databases import empty_database
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
@@ -86,9 +87,9 @@ def serving(app: Flask) -> Iterator[str]:
         thread.join(10)
 
 
-def scrape(base_url: str) -> dict[Sample, float]:
-    """``GET /metrics`` parsed: {(sample name, labels): value}."""
-    r = requests.get(f"{base_url}/metrics", timeout=10)
+def scrape(base_url: str, token: str = DEV_METRICS_TOKEN) -> dict[Sample, float]:
+    """``GET /metrics`` (bearer ``token``) parsed: {(sample name, labels): value}."""
+    r = requests.get(f"{base_url}/metrics", timeout=10, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     assert r.headers["Content-Type"].startswith("text/plain")
     return {(s.name, frozenset(s.labels.items())): s.value

@@ -12,7 +12,7 @@ from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
-from webhook_receiver import logcontext, metrics, openapi
+from webhook_receiver import docs, logcontext, metrics, openapi
 from webhook_receiver import bodies, entries, ratelimit, topups
 from webhook_receiver.services import Services
 
@@ -40,4 +40,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     ratelimit.init_app(app, [api.bp, entries.bp, topups.bp])  # /v1 only
     logcontext.init_app(app)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(docs.bp)  # /docs: Swagger UI over /openapi.json
     return app

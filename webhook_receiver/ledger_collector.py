@@ -12,17 +12,19 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import transaction
 from ledger.models import (
+    Account,
     EventStatus,
     Hold,
     HoldStatus,
     Job,
     JobStatus,
     LedgerTransaction,
+    Posting,
     StripeEvent,
     utcnow,
 )
@@ -59,8 +61,16 @@ class LedgerCollector(Collector):
             open_count, open_credits = s.execute(
                 select(func.count(), func.coalesce(func.sum(Hold.amount), 0))
                 .where(Hold.status == HoldStatus.OPEN)).one()
-            by_kind = dict(s.execute(select(LedgerTransaction.kind, func.sum(LedgerTransaction.amount))
-                                     .group_by(LedgerTransaction.kind)).all())
+            # Wallet legs only, split by sign: an ``adjust`` can go either way, and a
+            # counter must never decrease, so each direction is its own series.
+            by_kind = s.execute(
+                select(LedgerTransaction.kind,
+                       func.coalesce(func.sum(case((Posting.amount > 0, Posting.amount), else_=0)), 0),
+                       func.coalesce(func.sum(case((Posting.amount < 0, -Posting.amount), else_=0)), 0))
+                .join(Posting, Posting.transaction_id == LedgerTransaction.id)
+                .join(Account, Account.id == Posting.account_id)
+                .where(Account.kind == "wallet")
+                .group_by(LedgerTransaction.kind)).all()
             ended = dict(s.execute(select(Hold.status, func.sum(Hold.amount - Hold.captured))
                                    .where(Hold.status != HoldStatus.OPEN).group_by(Hold.status)).all())
             unprocessed, oldest = s.execute(
@@ -78,16 +88,22 @@ class LedgerCollector(Collector):
         held.add_metric([], int(open_credits))
 
         credits = CounterMetricFamily(
-            "gpubill_credits", "Credits moved since the ledger began, by flow: ledger transaction "
-            "kinds (topped_up, captured, clawed_back, ...) and hold ends (released, expired).",
-            labels=["flow"])
-        flows = {FLOWS.get(k, k): int(v or 0) for k, v in by_kind.items()}
-        flows["released"] = int(ended.get(HoldStatus.CAPTURED) or 0) + int(ended.get(HoldStatus.RELEASED) or 0)
-        flows["expired"] = int(ended.get(HoldStatus.EXPIRED) or 0)
-        for flow in ("topped_up", "captured", "released", "clawed_back"):
-            flows.setdefault(flow, 0)
-        for flow, amount in sorted(flows.items()):
-            credits.add_metric([flow], amount)
+            "gpubill_credits", "Credits moved since the ledger began, by flow (ledger transaction "
+            "kinds: topped_up, captured, clawed_back, adjust, ...; hold ends: released, expired) and "
+            "direction (in: to user wallets or back to their available credits; out: from them).",
+            labels=["flow", "direction"])
+        flows: dict[tuple[str, str], int] = {}
+        for kind, into, out_of in by_kind:
+            flow = FLOWS.get(kind, kind)
+            flows[(flow, "in")] = flows.get((flow, "in"), 0) + int(into)
+            flows[(flow, "out")] = flows.get((flow, "out"), 0) + int(out_of)
+        flows[("released", "in")] = (int(ended.get(HoldStatus.CAPTURED) or 0)
+                                     + int(ended.get(HoldStatus.RELEASED) or 0))
+        flows[("expired", "in")] = int(ended.get(HoldStatus.EXPIRED) or 0)
+        for key in (("topped_up", "in"), ("captured", "out"), ("clawed_back", "out")):
+            flows.setdefault(key, 0)
+        for (flow, direction), amount in sorted(flows.items()):
+            credits.add_metric([flow, direction], amount)
 
         backlog = GaugeMetricFamily(
             "gpubill_outbox_backlog", "Committed rows whose task has not moved them on yet.",

@@ -7,13 +7,20 @@ them (prometheus_client's multiprocess mode; gunicorn's ``child_exit`` hook in
 to the same directory, so RunPod latency and errors (``worker.runpod_metrics``) appear
 here too. Money, job and backlog figures come from the ledger at scrape time
 (``LedgerCollector``). Without the variable, this process's own registry is served.
+
+``/metrics`` is behind a bearer token (``GPUBILL_METRICS_TOKEN``; Prometheus
+``scrape_config.authorization``), not the app's API keys: it carries revenue totals,
+and an operator credential should not be able to move money (docs/operating.md).
+Names follow Prometheus' conventions (https://prometheus.io/docs/practices/naming/):
+counters end in ``_total`` and never decrease, durations are ``_duration_seconds``.
 """
 from __future__ import annotations
 
+import hmac
 import os
 import time
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -24,17 +31,18 @@ from prometheus_client import (
 )
 
 from webhook_receiver import services
+from webhook_receiver.errors import ApiError
 from webhook_receiver.ledger_collector import LedgerCollector
 
 bp = Blueprint("metrics", __name__)
 
 REQUESTS = Counter("gpubill_http_requests", "HTTP requests answered, by route and status.",
                    ["route", "method", "status"])
-LATENCY = Histogram("gpubill_http_request_seconds", "HTTP request latency, seconds, by route.",
+LATENCY = Histogram("gpubill_http_request_duration_seconds", "HTTP request latency, seconds, by route.",
                     ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 WEBHOOKS = Counter("gpubill_webhook_requests", "Webhook deliveries by source and outcome "
                    "(accepted 2xx, rejected 4xx, error 5xx).", ["source", "outcome"])
-WEBHOOK_LATENCY = Histogram("gpubill_webhook_request_seconds", "Webhook handling latency, seconds.",
+WEBHOOK_LATENCY = Histogram("gpubill_webhook_request_duration_seconds", "Webhook handling latency, seconds.",
                             ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
@@ -87,7 +95,16 @@ def exposition() -> bytes:
     return text + generate_latest(ledger)
 
 
+def _authorized() -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = current_app.config["GPUBILL"].metrics_token.get_secret_value()
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition (``text/plain; version=0.0.4``)."""
+    """Prometheus text exposition (``text/plain; version=0.0.4``); 401 JSON without
+    ``Authorization: Bearer <GPUBILL_METRICS_TOKEN>``."""
+    if not _authorized():
+        raise ApiError(401, "unauthorized", "missing or invalid metrics token (GPUBILL_METRICS_TOKEN)")
     return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -72,7 +72,8 @@ ROUTES: list[Route] = [
     Route("get", "/healthz", "Liveness", {200: r.Health}, tag="operations"),
     Route("get", "/readyz", "Readiness: database, broker, migrations at head",
           {200: r.Readiness, 503: r.Readiness}, tag="operations"),
-    Route("get", "/metrics", "Prometheus metrics (text exposition)", {200: None}, tag="operations",
+    Route("get", "/metrics", "Prometheus metrics (text exposition; Authorization: Bearer "
+          "GPUBILL_METRICS_TOKEN)", {200: None, 401: _ERR}, tag="operations",
           content_type="text/plain"),
     Route("get", "/openapi.json", "This document", {200: None}, tag="operations"),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 RUNPOD_SECONDS = Histogram(
-    "gpubill_runpod_request_seconds", "RunPod serverless API call latency, seconds.", ["op"],
+    "gpubill_runpod_request_duration_seconds", "RunPod serverless API call latency, seconds.", ["op"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 RUNPOD_ERRORS = Counter(
     "gpubill_runpod_errors", "RunPod serverless API calls that failed, by HTTP status or error class.",

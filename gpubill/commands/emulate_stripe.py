@@ -1,6 +1,8 @@
 """``gpubill emulate stripe``: the Stripe stand-in as a process."""
 from __future__ import annotations
 
+import logging
+
 import click
 
 
@@ -22,5 +24,5 @@ def emulate_stripe(host: str, port: int, webhook_url: str | None) -> None:
     app = create_app(api_key=cfg.stripe_secret_key.get_secret_value(),
                      webhook_secret=cfg.stripe_webhook_secret.get_secret_value(),
                      webhook_url=url, url_base=f"http://{host}:{port}")
-    click.echo(f"Stripe stand-in on http://{host}:{port} → webhooks to {url}")
+    logging.getLogger("gpubill.emulate").info("Stripe stand-in on http://%s:%s → webhooks to %s", host, port, url)
     serve(app, host=host, port=port)

@@ -78,7 +78,7 @@ def replay(failed: bool, event_ids: tuple[str, ...]) -> None:
 
     cfg = get_settings()
     if not cfg.broker_url:
-        raise click.ClickException("GPUBILL_BROKER_URL is not set")
+        raise click.ClickException(f"GPUBILL_BROKER_URL is not set and no running `gpubill up` in {cfg.data_dir}")
     producer = queues.producer(cfg.broker_url)
     try:
         ids = replay_events(ledger_sessions(), lambda i: queues.enqueue(producer, queues.PROCESS_STRIPE_EVENT, i),

@@ -97,7 +97,7 @@ def _publish(job_id: str) -> None:
 
     cfg = get_settings()
     if not cfg.broker_url:
-        fail("GPUBILL_BROKER_URL is not set")
+        fail(f"GPUBILL_BROKER_URL is not set and no running `gpubill up` in {cfg.data_dir}")
     producer = queues.producer(cfg.broker_url)
     try:
         published = queues.enqueue(producer, queues.REFRESH_STATUS, job_id)

@@ -55,13 +55,19 @@ def test_log_lines_are_json_with_the_ids_of_the_work(stack) -> None:
     assert any(ln.get("logger", "").startswith("gunicorn") for ln in _lines(stack.log_dir, "receiver"))
 
 
-def test_no_secret_reaches_any_log_file(stack, sessions) -> None:
+def _topped_up_and_one_job(stack) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A user tops up the small pack and runs one framing job to completion: (user, job id)."""
     api = Api(stack)
     user = f"u-{secrets.token_hex(4)}"
     api.topup(user, "small")
     wait_for(lambda: api.wallet(user)["balance"] == load_packs()["small"].credits, 30, "credit")
     job_id = api.submit(user, "framing", 30, {"emulator": {"execution_ms": 200}}).json()["job_id"]
     api.wait_job(job_id, ("completed",))
+    return user, job_id
+
+
+def test_no_secret_reaches_any_log_file(stack, sessions) -> None:
+    user, _ = _topped_up_and_one_job(stack)
     cfg = stack.settings
     secrets_used = [cfg.stripe_webhook_secret.get_secret_value(), cfg.runpod_api_key.get_secret_value(),
                     cfg.runpod_token_secret.get_secret_value(), *cfg.api_key_values(),
@@ -73,3 +79,26 @@ def test_no_secret_reaches_any_log_file(stack, sessions) -> None:
     for value in [*secrets_used, *tokens]:
         assert value not in text, f"a secret ({value[:4]}…) is in the logs"
     assert "Bearer " not in text
+
+
+def _iso_with_zone(text: str) -> bool:
+    """True if ``text`` is ISO 8601 with a date, a time and a UTC offset or Z."""
+    from datetime import datetime
+
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return "T" in text and parsed.tzinfo is not None
+
+
+def test_every_log_line_has_an_iso_8601_time_with_a_zone(stack) -> None:
+    """Receiver, workers, beat and both stand-ins: every JSON line's ``time`` is ISO
+    8601 with its zone (not logging's default ``2026-12-01 19:53:16,991``)."""
+    _topped_up_and_one_job(stack)
+    services = ("receiver", "worker", "beat", "runpod-emulator", "stripe-emulator")
+    lines = wait_for(lambda: (found := {s: _lines(stack.log_dir, s) for s in services})
+                     and all(found.values()) and found, 20, "JSON lines from every service")
+    for service, found in lines.items():
+        bad = [ln["time"] for ln in found if not _iso_with_zone(str(ln.get("time")))]
+        assert not bad, f"{service}: {bad[:3]}"

@@ -14,7 +14,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gpubill.broker import EmbeddedBroker, free_port
-from tests.helpers import wait_for
+from tests.helpers import Api, wait_for
 from tests.stacks import scrape, value
 
 pytestmark = pytest.mark.integration
@@ -91,3 +91,68 @@ def test_a_worker_serves_its_own_metrics_when_given_a_port(db_url, tmp_path) -> 
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         broker.stop()
+
+
+# -- conventions (issue 16) -----------------------------------------------------------
+DASHBOARD = Path(__file__).resolve().parents[2] / "gpubill" / "grafana" / "gpubill.json"
+
+
+def _declared() -> set[str]:
+    """Sample names the code declares (this process's registry: the receiver's and the
+    workers' metric objects, labelled or not yet observed)."""
+    import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
+    import worker.runpod_metrics  # noqa: F401
+    from prometheus_client import REGISTRY
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    return {f.name + s for f in REGISTRY.collect() if f.name.startswith("gpubill_")
+            for s in suffixes.get(f.type, ("",))}
+
+
+def test_grafana_dashboard_uses_only_metric_names_the_service_exports(stack) -> None:
+    import json
+    import re
+
+    api = Api(stack)
+    job = api.submit(api.funded_user(), "framing", 30, {"emulator": {"execution_ms": 100}}).json()["job_id"]
+    api.wait_job(job, ("completed",))
+    exported = {name for name, _ in scrape(stack.receiver_url)} | _declared()
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    used = {name for p in panels for t in p["targets"] for name in re.findall(r"\bgpubill_\w+", t["expr"])}
+    assert len(used) >= 10
+    assert used - exported == set(), "dashboard expressions name metrics the service does not export"
+    assert not [n for n in exported if n.endswith("_seconds") and "duration" not in n
+                and n.replace("_seconds", "_seconds_bucket") in exported], "histograms end in _duration_seconds"
+
+
+def test_no_total_counter_decreases_across_a_run(stack, sessions) -> None:
+    """Top-ups, captures, releases, failed jobs and operator adjustments both ways:
+    between any two scrapes no ``_total`` sample goes down (an ``adjust`` debit was a
+    negative flow before), and the adjust series move by exactly the amounts posted."""
+    from ledger.adjustments import adjust
+    from ledger.db import transaction
+    from tests.stacks import value
+
+    api = Api(stack)
+    history = [scrape(stack.receiver_url)]
+    user = api.funded_user("mono")
+    history.append(scrape(stack.receiver_url))
+    for job_input in ({"emulator": {"execution_ms": 100}}, {"emulator": {"fail": "boom"}}):
+        job = api.submit(user, "overlay", 30, job_input).json()["job_id"]
+        api.wait_job(job, ("completed", "failed"))
+        history.append(scrape(stack.receiver_url))
+    for amount in (-250, 100, -30):
+        with transaction(sessions) as s:
+            adjust(s, user_id=user, amount=amount, reason="test", operator="pytest",
+                   op_key=f"mono-{user}-{amount}")
+        history.append(scrape(stack.receiver_url))
+    for before, after in zip(history, history[1:]):
+        fell = {k: (before[k], after.get(k, 0.0)) for k in before
+                if k[0].endswith("_total") and after.get(k, 0.0) < before[k]}
+        assert fell == {}, f"counters decreased: {fell}"
+    credits = "gpubill_credits_total"
+    first, last = history[0], history[-1]
+    assert (value(last, credits, flow="adjust", direction="out")
+            - value(first, credits, flow="adjust", direction="out")) == 280
+    assert (value(last, credits, flow="adjust", direction="in")
+            - value(first, credits, flow="adjust", direction="in")) == 100

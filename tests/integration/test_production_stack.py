@@ -130,11 +130,12 @@ def test_money_metrics_move_exactly_as_the_ledger(prod_stack) -> None:
 
     def settled():  # type: ignore[no-untyped-def]
         now = scrape(prod_stack.receiver_url)
-        return value(now, CREDITS, flow="captured") > value(before, CREDITS, flow="captured") and now
+        return (value(now, CREDITS, flow="captured", direction="out")
+                > value(before, CREDITS, flow="captured", direction="out") and now)
 
     after = wait_for(settled, 60, "the capture in /metrics")
-    delta = {flow: value(after, CREDITS, flow=flow) - value(before, CREDITS, flow=flow)
-             for flow in ("topped_up", "captured", "released", "clawed_back")}
+    delta = {flow: value(after, CREDITS, flow=flow, direction=d) - value(before, CREDITS, flow=flow, direction=d)
+             for flow, d in (("topped_up", "in"), ("captured", "out"), ("released", "in"), ("clawed_back", "out"))}
     assert delta == {"topped_up": load_packs()["small"].credits, "captured": job["charge"],
                      "released": job["released"], "clawed_back": 0}
     completed = [value(m, "gpubill_jobs", state="completed") for m in (before, after)]
@@ -145,11 +146,11 @@ def test_money_metrics_move_exactly_as_the_ledger(prod_stack) -> None:
     for source in ("stripe", "runpod"):
         assert (value(after, "gpubill_webhook_requests_total", source=source, outcome="accepted")
                 > value(before, "gpubill_webhook_requests_total", source=source, outcome="accepted"))
-    assert value(after, "gpubill_webhook_request_seconds_count", source="stripe") >= 1
+    assert value(after, "gpubill_webhook_request_duration_seconds_count", source="stripe") >= 1
     # RunPod calls happen in Celery pool processes; their latency reaches this scrape.
-    assert (value(after, "gpubill_runpod_request_seconds_count", op="run")
-            - value(before, "gpubill_runpod_request_seconds_count", op="run")) == 1
-    assert value(after, "gpubill_runpod_request_seconds_count", op="status") >= 1
+    assert (value(after, "gpubill_runpod_request_duration_seconds_count", op="run")
+            - value(before, "gpubill_runpod_request_duration_seconds_count", op="run")) == 1
+    assert value(after, "gpubill_runpod_request_duration_seconds_count", op="status") >= 1
 
 
 def test_open_holds_and_backlogs_show_while_work_waits(prod_stack) -> None:

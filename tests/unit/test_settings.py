@@ -14,6 +14,7 @@ PROD_SECRETS = {
     "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
     "flower_basic_auth": "ops:" + "p" * 20,
     "notify_secret": "whsec_" + "n" * 40,
+    "metrics_token": "m" * 40,
 }
 
 
