@@ -9,30 +9,19 @@ figure (or release it as failed) and the final charge would differ.
 """
 from __future__ import annotations
 
-import math
 import secrets
-import tomllib
-from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.card import card_charge
 from tests.helpers import Api
 from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
-CARD = Path(__file__).resolve().parents[2] / "pricing" / "ratecards" / "2026-11-01.toml"
 TERMINAL = ("completed", "failed", "cancelled", "expired", "lost", "rejected")
 EXECUTION_MS = 4000
-
-
-def card_charge(job_type: str, execution_ms: int) -> int:
-    """ceil(GPU-seconds × credits_per_gpu_second), at least min_charge (rate card comment)."""
-    job = tomllib.loads(CARD.read_text())["jobs"][job_type]
-    raw = math.ceil(Decimal(execution_ms) / 1000 * Decimal(job["credits_per_gpu_second"]))
-    return max(raw, job["min_charge"])
 
 
 @pytest.mark.parametrize("forged", [
