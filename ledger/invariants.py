@@ -127,9 +127,9 @@ def _once_per_ref(s: Session, within: ColumnElement[bool] = ALL) -> list[Violati
 
 @keyed(Topup.id, "credited top-ups posted (5)")
 def _credited_topups(s: Session, within: ColumnElement[bool] = ALL) -> list[Violation]:
-    credited = s.execute(select(Topup.checkout_session_id).where(within, Topup.status == "credited")
+    credited = s.execute(select(Topup.checkout_session_id).where(within, Topup.status == "credited", Topup.credits > 0)
                          .where(Topup.checkout_session_id.not_in(
-                             select(LedgerTransaction.ref).where(LedgerTransaction.kind == "topup"))))
+                             select(LedgerTransaction.ref).where(LedgerTransaction.kind.in_(("topup", "grant"))))))
     return [Violation(5, f"checkout session {sid}", "marked credited without a top-up transaction")
             for (sid,) in credited]
 

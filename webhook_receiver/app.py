@@ -13,7 +13,7 @@ from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
 from webhook_receiver import logcontext, metrics, openapi
-from webhook_receiver import entries, topups
+from webhook_receiver import entries, subscriptions, topups
 from webhook_receiver.services import Services
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         stripe_events=BatchPublisher(producer, queues.PROCESS_STRIPE_EVENT),
     )
     errors.register(app)
-    for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):
+    for module in (api, stripe_webhooks, runpod_webhooks, health, topups, subscriptions, entries):
         app.register_blueprint(module.bp)
     logcontext.init_app(app)
     metrics.init_app(app)  # request metrics and GET /metrics

@@ -8,7 +8,6 @@ An ``Idempotency-Key`` header makes a retried request answer the same session.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import stripe
@@ -22,6 +21,7 @@ from webhook_receiver import services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import USER_ID_PATTERN, parse_json
+from worker.stripe_gateway import idempotency_key
 
 bp = Blueprint("topups", __name__, url_prefix="/v1")
 
@@ -66,8 +66,7 @@ def create_topup():  # type: ignore[no-untyped-def]
     if pack is None:
         raise ApiError(422, "invalid_request", f"unknown pack {req.pack!r}",
                        [{"field": "pack", "message": f"one of {sorted(load_packs())}"}])
-    client_key = request.headers.get("Idempotency-Key", "")[:200]
-    key = f"gpubill-topup:{req.user_id}:{client_key or uuid.uuid4().hex}"
+    key = idempotency_key("topup", req.user_id, request.headers.get("Idempotency-Key"))
     try:
         session = _gateway().create_checkout_session(user_id=req.user_id, pack=pack, idempotency_key=key)
     except stripe.IdempotencyError:

@@ -14,7 +14,11 @@ Control (JSON, no auth, local use only) — every action answers
 ``…/{id}/settle`` ``{outcome}``, ``…/{id}/expire``, ``…/{id}/refund`` ``{amount?, list_refunds?}``,
 ``…/{id}/dispute`` ``{amount?}``, ``POST /_control/refunds/{id}/fail``,
 ``POST /_control/disputes/{id}/close`` ``{outcome: won|lost}``,
-``POST /_control/invoices`` ``{customer, price, amount?, quantity?}``.
+``POST /_control/invoices`` ``{customer, price, amount?, quantity?}``,
+``POST /_control/subscriptions/{sub}/renew``, ``…/{sub}/change`` ``{price, remaining?}``
+(proration invoiced at once), ``…/{sub}/cancel``. A ``mode=subscription`` session is
+paid with ``…/sessions/{id}/pay`` (a subscription, its first invoice and payment);
+``…/{in_id}/refund`` and ``…/{in_id}/dispute`` act on an invoice's charge.
 Delivery options in any action's body: ``deliver`` (default true), ``duplicate`` (send
 each event twice), ``order`` (``stripe`` | ``reversed`` | ``shuffled``).
 """
@@ -148,7 +152,8 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
     def list_events() -> ResponseReturnValue:
         return _list("event", "/v1/events", type=request.args.get("type", ""))
 
-    routes = {"checkout/sessions": "checkout.session", "events": "event", "charges": "charge",
+    routes = {"subscriptions": "subscription", "invoice_payments": "invoice_payment",
+              "checkout/sessions": "checkout.session", "events": "event", "charges": "charge",
               "refunds": "refund", "disputes": "dispute", "invoices": "invoice",
               "payment_intents": "payment_intent"}
     for path, kind in routes.items():
@@ -200,11 +205,26 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
             return events[-1]["data"]["object"], events
         return action(close)
 
+    @app.post("/_control/subscriptions/<sub_id>/<verb>")
+    def control_subscription(sub_id: str, verb: str) -> ResponseReturnValue:
+        def act(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            if verb == "renew":
+                events = state.renew(sub_id)
+            elif verb == "change":
+                events = state.change_plan(sub_id, str(body["price"]), float(body.get("remaining", 0.5)))
+            elif verb == "cancel":
+                events = state.cancel(sub_id)
+            else:
+                raise NotFound(f"unknown action {verb}")
+            return state.get("subscription", sub_id), events
+        return action(act)
+
     @app.post("/_control/invoices")
     def control_pay_invoice() -> ResponseReturnValue:
         def pay(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             events = state.pay_invoice(str(body["customer"]), str(body["price"]),
-                                       int(body.get("amount", 2500)), int(body.get("quantity", 1)))
+                                       None if body.get("amount") is None else int(body["amount"]),
+                                       int(body.get("quantity", 1)))
             return events[0]["data"]["object"], events
         return action(pay)
 

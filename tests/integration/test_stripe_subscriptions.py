@@ -1,0 +1,115 @@
+"""Subscriptions end to end (issue 12, cases 1–3): ``GET /v1/plans``, ``POST
+/v1/subscriptions`` → Stripe stand-in Checkout (``mode=subscription``) → signed webhooks
+→ worker. Expected credits come from ``pricing/plans.toml`` and the amounts the stand-in
+reports it invoiced, never from columns the code wrote."""
+from __future__ import annotations
+
+import pytest
+
+from pricing import plans_by_id
+from tests.helpers import Api
+from tests.stripe_flows import event_ids, post_all, settle, uid
+
+pytestmark = pytest.mark.integration
+PLANS = plans_by_id()
+
+
+def subscribe(api: Api, user: str, plan: str) -> dict:
+    r = api.http.post(f"{api.base}/v1/subscriptions", json={"user_id": user, "plan": plan}, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wallet(api: Api, user: str) -> dict:
+    r = api.http.get(f"{api.base}/v1/wallets/{user}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def invoiced(result: dict) -> list[dict]:
+    """The plan lines of every invoice the stand-in issued in ``result``."""
+    return [ln for e in result["events"] if e["type"] == "invoice.paid"
+            for ln in e["data"]["object"]["lines"]["data"]]
+
+
+def test_plans_are_server_side_data(api) -> None:
+    r = api.http.get(f"{api.base}/v1/plans", timeout=10)
+    assert r.status_code == 200, r.text
+    assert [(p["id"], p["price"], p["amount"], p["credits"]) for p in r.json()["plans"]] == [
+        ("starter", "price_gpubill_starter_monthly", 1000, 1000), ("pro", "price_gpubill_pro_monthly", 5000, 5000)]
+
+
+@pytest.mark.parametrize("body", [{"user_id": "u1", "plan": "gold"}, {"user_id": "u1", "plan": "pro", "price": 1},
+                                  {"plan": "pro"}])
+def test_bad_subscription_request_is_422(api, body) -> None:
+    r = api.http.post(f"{api.base}/v1/subscriptions", json=body, timeout=10)
+    assert r.status_code == 422, r.text
+
+
+def test_new_customer_subscribes_is_credited_each_period_and_upgrades_pro_rata(api, sessions, invariants) -> None:
+    """Case 2 (a new customer's subscription Checkout links the customer) and case 1
+    (a full period grants the plan's credits; an upgrade's proration its share,
+    rounded down; a negative proration line takes its share back)."""
+    user = uid("sub")
+    created = subscribe(api, user, "starter")
+    assert created["checkout_url"] and created["session_id"].startswith("cs_")
+    paid = api.stripe.pay(created["session_id"], duplicate=True, order="shuffled")
+    settle(sessions, event_ids(paid))
+    expected = PLANS["starter"].credits
+    assert wallet(api, user)["balance"] == expected
+    sub_id = next(e["data"]["object"]["id"] for e in paid["events"] if e["type"] == "customer.subscription.created")
+    subs = wallet(api, user)["subscriptions"]
+    assert [(s["id"], s["plan"], s["status"]) for s in subs] == [(sub_id, "starter", "active")]
+    assert subs[0]["current_period_end"]
+
+    renewed = api.stripe.subscription(sub_id, "renew")
+    settle(sessions, event_ids(renewed))
+    expected += PLANS["starter"].credits
+    assert wallet(api, user)["balance"] == expected
+
+    upgraded = api.stripe.subscription(sub_id, "change", price=PLANS["pro"].price, remaining=0.8)
+    settle(sessions, event_ids(upgraded))
+    lines = {ln["pricing"]["price_details"]["price"]: ln["amount"] for ln in invoiced(upgraded)}
+    starter, pro = PLANS["starter"], PLANS["pro"]
+    back = -(-starter.credits * -lines[starter.price] // starter.amount)   # ceil, taken back
+    forward = pro.credits * lines[pro.price] // pro.amount                # floor, granted
+    assert (lines[starter.price], lines[pro.price]) == (-800, 4000)
+    expected += forward - back
+    assert wallet(api, user)["balance"] == expected == 1000 + 1000 + 4000 - 800
+    assert wallet(api, user)["subscriptions"][0]["plan"] == "pro"
+
+    canceled = api.stripe.subscription(sub_id, "cancel")
+    settle(sessions, event_ids(canceled))
+    assert wallet(api, user)["subscriptions"][0]["status"] == "canceled"
+    assert wallet(api, user)["balance"] == expected
+    invariants()
+
+
+def test_invoice_before_the_checkout_completion_still_credits_once(api, sessions, invariants) -> None:
+    """The first invoice may arrive before ``checkout.session.completed``: the
+    subscription's metadata (``parent.subscription_details``) names the wallet."""
+    user = uid("early")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"], deliver=False)
+    ids = post_all(api, list(reversed(paid["events"])) * 2)
+    settle(sessions, ids)
+    assert wallet(api, user)["balance"] == PLANS["pro"].credits
+    invariants()
+
+
+def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, invariants) -> None:
+    """Case 3: the invoice is linked to its PaymentIntent by ``invoice_payment.paid``;
+    a partial refund claws back ceil(credits × refunded / paid), once."""
+    user = uid("ref")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"])
+    settle(sessions, event_ids(paid))
+    invoice = next(e["data"]["object"] for e in paid["events"] if e["type"] == "invoice.paid")
+    refunded = api.stripe.refund(invoice["id"], 1250, duplicate=True, order="shuffled")
+    settle(sessions, event_ids(refunded))
+    pro = PLANS["pro"]
+    assert wallet(api, user)["balance"] == pro.credits - (-(-pro.credits * 1250 // invoice["amount_paid"]))
+    disputed = api.stripe.dispute(invoice["id"], 1000)
+    settle(sessions, event_ids(disputed))
+    assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
+    invariants()
