@@ -86,6 +86,8 @@ class StripeState:
     def create_session(self, params: Obj, idempotency_key: str | None) -> Obj:
         """``POST /v1/checkout/sessions`` (payment mode, ``price_data`` line items)."""
         with self.lock:
+            if idempotency_key and len(idempotency_key) > 255:  # docs.stripe.com/api/idempotent_requests
+                raise InvalidRequest("Idempotency-Key must be at most 255 characters")
             if idempotency_key and idempotency_key in self.idempotency:
                 prior_params, sid = self.idempotency[idempotency_key][0], self.idempotency[idempotency_key][1]["id"]
                 if prior_params != repr(params):

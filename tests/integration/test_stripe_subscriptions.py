@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from emulators.stripe.events import new_id
 from pricing import plans_by_id
 from tests.helpers import Api
 from tests.stripe_flows import event_ids, post_all, settle, uid
@@ -113,3 +114,36 @@ def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, in
     settle(sessions, event_ids(disputed))
     assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
     invariants()
+
+
+def test_zero_invoice_grants_only_trial_credits_and_a_trial_checkout_links_the_customer(
+        api, sessions, invariants) -> None:
+    """Case 1's $0 trial invoice (it granted the pro plan's 5,000 credits) and case 2's
+    trial Checkout (``payment_status = no_payment_required``): the customer is linked,
+    the $0 invoice grants ``trial_credits`` (0 by default)."""
+    user = uid("trial")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"], deliver=False)
+    completed = next(e for e in paid["events"] if e["type"] == "checkout.session.completed")
+    trial = {**completed, "id": new_id("evt")}
+    trial["data"] = {"object": {**completed["data"]["object"], "payment_status": "no_payment_required",
+                                "amount_total": 0}}
+    settle(sessions, post_all(api, [trial]))
+    customer = completed["data"]["object"]["customer"]
+    zero = api.stripe.pay_invoice(customer, PLANS["pro"].price, amount=0)
+    settle(sessions, event_ids(zero))
+    assert wallet(api, user)["balance"] == PLANS["pro"].trial_credits == 0
+    assert [s["status"] for s in wallet(api, user)["subscriptions"]] == ["trialing"]
+    invariants()
+
+
+def test_topup_idempotency_keys_are_short_and_per_user(api) -> None:
+    """Case 9: a 300-character client key still works (Stripe allows 255), and user
+    ``a`` + key ``b:c`` and user ``a:b`` + key ``c`` make two sessions (they collided)."""
+    long = api.create_topup(uid("long"), "small", **{"Idempotency-Key": "k" * 300})
+    assert long.status_code == 201, long.text
+    a = uid("a")
+    first = api.create_topup(a, "small", **{"Idempotency-Key": "b:c"})
+    second = api.create_topup(f"{a}:b", "small", **{"Idempotency-Key": "c"})
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert first.json()["session_id"] != second.json()["session_id"]
