@@ -12,6 +12,7 @@ PROD_SECRETS = {
     "database_url": "postgresql://db/gpubill", "broker_url": "redis://r:6379/0",
     "flower_basic_auth": "ops:real-password",
     "notify_secret": "whsec_app_real",
+    "stripe_livemode": True,  # agrees with the sk_live_ key (issue 12)
 }
 
 
