@@ -19,7 +19,7 @@ from pricing import Plan, plans_by_id
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import USER_ID_PATTERN, parse_json
-from webhook_receiver.topups import _gateway
+from webhook_receiver.topups import _gateway, rate_limited
 from worker.stripe_gateway import idempotency_key
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
@@ -67,6 +67,8 @@ def create_subscription():  # type: ignore[no-untyped-def]
     except stripe.IdempotencyError:
         raise ApiError(409, "idempotency_conflict",
                        "Idempotency-Key was already used with another request") from None
+    except stripe.RateLimitError:
+        raise rate_limited() from None
     except stripe.StripeError as err:
         current_app.logger.error("stripe subscription session create failed: %s", err)
         raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None

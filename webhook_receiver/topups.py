@@ -39,6 +39,12 @@ def pack_body(p: Pack) -> dict[str, Any]:
     return {"id": p.id, "price": p.price, "currency": p.currency, "credits": p.credits}
 
 
+def rate_limited() -> ApiError:
+    """Stripe answered 429, which stripe-python 16 does not retry: 503
+    ``stripe_rate_limited`` (nothing stored); retry with the same Idempotency-Key."""
+    return ApiError(503, "stripe_rate_limited", "payment provider is rate limiting, retry shortly")
+
+
 def _gateway():  # type: ignore[no-untyped-def]
     from worker.stripe_gateway import StripeGateway  # gateway only; no task code
 
@@ -72,6 +78,8 @@ def create_topup():  # type: ignore[no-untyped-def]
     except stripe.IdempotencyError:
         raise ApiError(409, "idempotency_conflict",
                        "Idempotency-Key was already used with another request") from None
+    except stripe.RateLimitError:
+        raise rate_limited() from None
     except stripe.StripeError as err:
         current_app.logger.error("stripe checkout session create failed: %s", err)
         raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None

@@ -3,8 +3,13 @@
 One client per process, built from settings: the secret key, the API base address
 (``GPUBILL_STRIPE_API_BASE``: the local stand-in by default, ``https://api.stripe.com``
 in production) and an explicit ``max_network_retries`` — the SDK then retries
-connection errors, 409, 429 and 5xx answers with backoff, sending the same
-``Idempotency-Key`` each time so a retried create never makes two objects.
+connection errors, 409, 5xx and answers carrying ``Stripe-Should-Retry: true``, with
+backoff, sending the same ``Idempotency-Key`` each time so a retried create never makes
+two objects. It does **not** retry a plain 429 (stripe-python 16,
+``_http_client._should_retry``); gpubill decides: the receiver answers 503
+``stripe_rate_limited`` (nothing stored, the client retries with
+its Idempotency-Key), the worker retries its task with backoff (``RateLimitError`` is
+in ``worker.tasks.stripe.TRANSIENT``).
 
 Used by the receiver (create Checkout Sessions for ``POST /v1/topups``) and by the
 worker (re-fetch a charge's refunds when ``charge.refunded`` does not list them).

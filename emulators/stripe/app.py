@@ -104,10 +104,21 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
             return _error(400, str(err))
         return jsonify({"object": obj, "events": events, "deliveries": deliver(events, body)})
 
+    throttle = {"left": 0}  # the next N API requests answer 429 (POST /_control/rate_limit)
+
+    @app.post("/_control/rate_limit")
+    def control_rate_limit() -> ResponseReturnValue:
+        throttle["left"] = int((request.get_json(silent=True) or {}).get("count", 1))
+        return jsonify({"rate_limited_requests": throttle["left"]})
+
     @app.before_request
     def _authorize() -> ResponseReturnValue | None:
         if not request.path.startswith("/v1/"):
             return None
+        if throttle["left"] > 0:
+            throttle["left"] -= 1
+            return _error(429, "Too many requests hit the API too quickly.", code="rate_limit",
+                          type_="invalid_request_error")
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {api_key}".encode()):
             return _error(401, "Invalid API Key provided")

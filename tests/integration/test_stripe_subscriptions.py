@@ -5,11 +5,12 @@ reports it invoiced, never from columns the code wrote."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from emulators.stripe.events import new_id
 from pricing import plans_by_id
 from tests.helpers import Api
-from tests.stripe_flows import event_ids, post_all, settle, uid
+from tests.stripe_flows import count_topups, event_ids, post_all, settle, uid
 
 pytestmark = pytest.mark.integration
 PLANS = plans_by_id()
@@ -147,3 +148,18 @@ def test_topup_idempotency_keys_are_short_and_per_user(api) -> None:
     second = api.create_topup(f"{a}:b", "small", **{"Idempotency-Key": "c"})
     assert (first.status_code, second.status_code) == (201, 201), second.text
     assert first.json()["session_id"] != second.json()["session_id"]
+
+
+def test_a_stripe_429_answers_503_and_stores_nothing(api, sessions) -> None:
+    """Case 10: stripe-python 16 does not retry a 429 (no Stripe-Should-Retry); the
+    receiver answers 503 stripe_rate_limited, stores nothing, and the retry succeeds."""
+    before = count_topups(sessions)
+    r = requests.post(f"{api.stripe.base}/_control/rate_limit", json={"count": 1}, timeout=10)
+    assert r.status_code == 200
+    user = uid("rl")
+    throttled = api.create_topup(user, "small", **{"Idempotency-Key": "rl-1"})
+    assert throttled.status_code == 503 and throttled.json()["error"]["code"] == "stripe_rate_limited"
+    assert count_topups(sessions) == before
+    again = api.create_topup(user, "small", **{"Idempotency-Key": "rl-1"})
+    assert again.status_code == 201, again.text
+    assert count_topups(sessions) == before + 1
