@@ -19,6 +19,7 @@ Control (JSON, no auth, local use only) — every action answers
 (proration invoiced at once), ``…/{sub}/cancel``. A ``mode=subscription`` session is
 paid with ``…/sessions/{id}/pay`` (a subscription, its first invoice and payment);
 ``…/{in_id}/refund`` and ``…/{in_id}/dispute`` act on an invoice's charge.
+``GET /_control/ledger``: every payment, refund, dispute and invoice issued (ground truth).
 Delivery options in any action's body: ``deliver`` (default true), ``duplicate`` (send
 each event twice), ``order`` (``stripe`` | ``reversed`` | ``shuffled``).
 """
@@ -34,6 +35,7 @@ import requests
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from emulators.stripe import ground_truth
 from emulators.stripe.events import signed
 from emulators.stripe.state import InvalidRequest, NotFound, StripeState
 
@@ -74,6 +76,7 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
     app = Flask(__name__)
     state = StripeState(url_base)
     app.extensions["stripe_state"] = state
+    ground_truth.register(app, state)
     http = requests.Session()
 
     def deliver(events: list[dict[str, Any]], options: dict[str, Any]) -> list[int]:

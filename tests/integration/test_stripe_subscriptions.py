@@ -114,6 +114,12 @@ def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, in
     disputed = api.stripe.dispute(invoice["id"], 1000)
     settle(sessions, event_ids(disputed))
     assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
+    # The stand-in's ground truth: what it charged, refunded and saw disputed.
+    truth = requests.get(f"{api.stripe.base}/_control/ledger", timeout=10).json()
+    inv = next(i for i in truth["invoices"] if i["id"] == invoice["id"])
+    assert inv["amount_paid"] == pro.amount and inv["charge"]
+    assert [r["amount"] for r in truth["refunds"] if r["charge"] == inv["charge"]] == [1250]
+    assert [d["amount"] for d in truth["disputes"] if d["charge"] == inv["charge"]] == [1000]
     invariants()
 
 
