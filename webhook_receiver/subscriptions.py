@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import stripe
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from pricing import Plan, plans_by_id
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import USER_ID_PATTERN, parse_json
-from webhook_receiver.topups import _gateway, rate_limited
+from webhook_receiver.topups import _gateway, stripe_create
 from worker.stripe_gateway import idempotency_key
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
@@ -61,16 +60,7 @@ def create_subscription():  # type: ignore[no-untyped-def]
         raise ApiError(422, "invalid_request", f"unknown plan {req.plan!r}",
                        [{"field": "plan", "message": f"one of {sorted(plans_by_id())}"}])
     key = idempotency_key("subscription", req.user_id, request.headers.get("Idempotency-Key"))
-    try:
-        session = _gateway().create_subscription_session(user_id=req.user_id, plan=plan,
-                                                         idempotency_key=key)
-    except stripe.IdempotencyError:
-        raise ApiError(409, "idempotency_conflict",
-                       "Idempotency-Key was already used with another request") from None
-    except stripe.RateLimitError:
-        raise rate_limited() from None
-    except stripe.StripeError as err:
-        current_app.logger.error("stripe subscription session create failed: %s", err)
-        raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
+    session = stripe_create(lambda: _gateway().create_subscription_session(
+        user_id=req.user_id, plan=plan, idempotency_key=key), "subscription session")
     return jsonify({"subscription_id": session.get("subscription"), "session_id": session["id"],
                     "checkout_url": session.get("url"), "plan": plan_body(plan)}), 201
