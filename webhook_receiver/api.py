@@ -142,4 +142,7 @@ def get_wallet(user_id: str):  # type: ignore[no-untyped-def]
     check_user_id(user_id)
     with transaction(services.sessions()) as s:
         wallet = s.scalars(select(Wallet).where(Wallet.user_id == user_id)).one_or_none()
-        return jsonify({**wallet_body(user_id, wallet), "subscriptions": subscriptions_body(s, user_id)})
+        body = wallet_body(user_id, wallet)
+        if subs := subscriptions_body(s, user_id):  # only for subscribers: the body stays as it was
+            body["subscriptions"] = subs
+        return jsonify(body)

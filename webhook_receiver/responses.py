@@ -83,7 +83,7 @@ class WalletBody(_Strict):
     available: int = Field(description="balance − held, credits")
     status: str
     subscriptions: list[dict[str, Any]] = Field(default_factory=list,
-                                                description="[{id, plan, status, current_period_end}]")
+                                                description="[{id, plan, status, current_period_end}]; only for subscribers")
 
 
 class Entry(_Strict):
