@@ -153,6 +153,23 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
+    def _stripe_key_mode(self) -> "Settings":
+        """Issue 12, case 6: in production the Stripe secret key's mode (``sk_live_`` /
+        ``rk_live_`` live, ``sk_test_`` / ``rk_test_`` test — https://docs.stripe.com/keys)
+        must agree with ``GPUBILL_STRIPE_LIVEMODE``, else every live event would be
+        ignored (or test events credited). Raises ``ValueError`` naming both."""
+        if self.env != "production":
+            return self
+        key = self.stripe_secret_key.get_secret_value()
+        live = key.startswith(("sk_live_", "rk_live_"))
+        if not live and not key.startswith(("sk_test_", "rk_test_")):
+            raise ValueError("GPUBILL_STRIPE_SECRET_KEY must be an sk_live_/rk_live_/sk_test_/rk_test_ key")
+        if live != self.stripe_livemode:
+            raise ValueError(f"GPUBILL_STRIPE_SECRET_KEY is a {'live' if live else 'test'}-mode key but "
+                             f"GPUBILL_STRIPE_LIVEMODE={str(self.stripe_livemode).lower()}; make them agree")
+        return self
+
+    @model_validator(mode="after")
     def _production_secrets(self) -> "Settings":
         if self.env == "production":
             problems = production_secret_problems(self)

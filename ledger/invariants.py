@@ -79,14 +79,19 @@ def _wallet_caches(s: Session, within: ColumnElement[bool] = ALL) -> list[Violat
 
 @keyed(Wallet.user_id, "available >= 0 (3)")
 def _available(s: Session, within: ColumnElement[bool] = ALL) -> list[Violation]:
-    # Debt is allowed after a claw-back, or an operator adjustment audited with --allow-debt.
-    clawed = select(LedgerTransaction.user_id).where(LedgerTransaction.kind == "clawback")
+    """Debt is allowed down to exactly what claw-backs took net of restores (a refund or
+    dispute after the credits were spent), or after an operator adjustment audited with
+    --allow-debt; any other negative ``available`` is a violation (issue 12, case 5:
+    one claw-back used to exempt the wallet forever)."""
+    net_clawed = (select(-func.coalesce(func.sum(LedgerTransaction.amount), 0))
+                  .where(LedgerTransaction.user_id == Wallet.user_id,
+                         LedgerTransaction.kind.in_(("clawback", "restore"))).scalar_subquery())
     allowed = select(Adjustment.user_id).where(Adjustment.allow_debt.is_(True))
-    rows = s.execute(select(Wallet.user_id, Wallet.balance, Wallet.held).where(
-        within, Wallet.balance - Wallet.held < 0, Wallet.user_id.not_in(clawed),
-        Wallet.user_id.not_in(allowed)))
-    return [Violation(3, f"wallet {u}", f"available {b - h} < 0 without a claw-back")
-            for u, b, h in rows]
+    available = Wallet.balance - Wallet.held
+    rows = s.execute(select(Wallet.user_id, Wallet.balance, Wallet.held, net_clawed).where(
+        within, available < 0, available < -net_clawed, Wallet.user_id.not_in(allowed)))
+    return [Violation(3, f"wallet {u}", f"available {b - h} < 0 beyond the {c} credits clawed back")
+            for u, b, h, c in rows]
 
 
 @keyed(Hold.id, "holds end once (4)")
@@ -127,9 +132,9 @@ def _once_per_ref(s: Session, within: ColumnElement[bool] = ALL) -> list[Violati
 
 @keyed(Topup.id, "credited top-ups posted (5)")
 def _credited_topups(s: Session, within: ColumnElement[bool] = ALL) -> list[Violation]:
-    credited = s.execute(select(Topup.checkout_session_id).where(within, Topup.status == "credited")
+    credited = s.execute(select(Topup.checkout_session_id).where(within, Topup.status == "credited", Topup.credits > 0)
                          .where(Topup.checkout_session_id.not_in(
-                             select(LedgerTransaction.ref).where(LedgerTransaction.kind == "topup"))))
+                             select(LedgerTransaction.ref).where(LedgerTransaction.kind.in_(("topup", "grant"))))))
     return [Violation(5, f"checkout session {sid}", "marked credited without a top-up transaction")
             for (sid,) in credited]
 

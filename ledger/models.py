@@ -397,6 +397,28 @@ class StripeCustomer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class StripeSubscription(Base):
+    """A Stripe subscription (``sub_``) of a wallet, as its latest event showed it.
+
+    Learned from the subscription Checkout Session (``checkout.session.completed``,
+    ``mode=subscription``) and kept current by ``customer.subscription.created`` /
+    ``updated`` / ``deleted``; ``snapshot_at`` (the event's ``created``, s) keeps an
+    older snapshot delivered late from overwriting a newer one. No money: credits come
+    with paid invoices.
+    """
+
+    __tablename__ = "stripe_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))  # Stripe's: trialing, active, canceled …
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime)
+    snapshot_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # -- Operators (issue 5): API keys, audited adjustments, reconcile runs, task locks. --------
 
 

@@ -6,6 +6,8 @@ on (``SELECT … FOR UPDATE``; SQLite serialises writers anyway), so steps for o
 never interleave. Every balance change is one ledger call with its own operation key:
 ``topup:{session_id}``, ``refund:{re_id}``, ``refund:{re_id}:restore``,
 ``dispute:{dp_id}:withdrawn``, ``dispute:{dp_id}:reinstated``, ``invoice:{in_id}``.
+A paid invoice is a top-up row too (``grant_invoice``), so its refunds and disputes
+follow the same claw-back rule.
 
 Claw-back rule (docs/decisions.md): Stripe has taken back ``taken`` cents of a top-up
 (active refunds + withdrawn or lost disputes, capped at ``amount_total``); the credits
@@ -230,9 +232,54 @@ def wallet_of_customer(s: Session, customer: str) -> str:
     return link_row.user_id
 
 
-def grant_invoice(s: Session, *, invoice_id: str, user_id: str, credits: int) -> bool:
+INVOICE_PACK = "plan:"  # a paid invoice's top-up row names its plan(s) as ``plan:{id}``
+
+
+def by_invoice(s: Session, invoice_id: str) -> Topup | None:
+    """The top-up row of paid invoice ``invoice_id`` (see ``grant_invoice``), locked."""
+    return _locked(s, Topup.checkout_session_id == invoice_id)
+
+
+def grant_invoice(s: Session, *, invoice_id: str, user_id: str, credits: int, amount_paid: int,
+                  currency: str, plan: str, event_id: str) -> bool:
     """Grant a paid subscription invoice's ``credits`` once (``invoice:{in_id}``, kind
-    grant, wallet +, ``stripe:clearing`` −). False when already granted."""
+    grant, wallet +, ``stripe:clearing`` −). False when already granted.
+
+    An invoice that took money (``amount_paid`` cents > 0) is also stored as a credited
+    top-up row (``checkout_session_id`` = the invoice id, ``pack`` = ``plan:{plan}``),
+    so its refunds and disputes claw back their share exactly as a pack's do once
+    ``link_invoice_payment`` has named its PaymentIntent. A $0 invoice grants (trial
+    credits, if any) but has nothing Stripe could take back.
+    """
+    if amount_paid > 0:
+        ops.insert_ignore(s, Topup, checkout_session_id=invoice_id, user_id=user_id,
+                          pack=f"{INVOICE_PACK}{plan}"[:32], credits=credits, amount_total=amount_paid,
+                          currency=currency, status=TopupStatus.OPEN, created_at=utcnow())
+        row = by_invoice(s, invoice_id)
+        assert row is not None
+        if row.status != TopupStatus.OPEN:
+            return False
+        row.status, row.credited_at, row.event_id = TopupStatus.CREDITED, utcnow(), event_id
+    if credits <= 0:
+        return False
     posted = ops.transfer(s, user_id=user_id, amount=credits, counter=STRIPE_CLEARING,
                           kind=ops.TxKind.GRANT, op_key=f"invoice:{invoice_id}", ref=invoice_id)
     return not posted.replayed
+
+
+def link_invoice_payment(s: Session, *, invoice_id: str, payment_intent: str | None,
+                         charge: str | None) -> Topup:
+    """Record which PaymentIntent / charge paid invoice ``invoice_id`` (from
+    ``invoice_payment.paid``). ``NotYet`` until the invoice's grant is stored."""
+    row = by_invoice(s, invoice_id)
+    if row is None:
+        raise NotYet(f"invoice {invoice_id} not granted yet")
+    link(s, row, payment_intent=payment_intent, charge=charge)
+    return row
+
+
+def link_customer(s: Session, customer: str, user_id: str) -> str:
+    """Link Stripe customer ``customer`` to wallet ``user_id`` (first link wins);
+    returns the linked wallet."""
+    ops.insert_ignore(s, StripeCustomer, id=customer, user_id=user_id, created_at=utcnow())
+    return wallet_of_customer(s, customer)

@@ -6,7 +6,7 @@ import tomllib
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 PACKS_FILE = Path(__file__).with_name("packs.toml")
 PLANS_FILE = Path(__file__).with_name("plans.toml")
@@ -32,13 +32,29 @@ def load_packs(path: Path = PACKS_FILE) -> dict[str, Pack]:
 
 
 class Plan(BaseModel):
-    """A subscription plan: Stripe Price ``price`` grants ``credits`` per month (per unit)."""
+    """A subscription plan: Stripe Price ``price`` costs ``amount`` cents of ``currency``
+    per period and grants ``credits`` per period (per unit); a $0 trial period grants
+    ``trial_credits`` (default 0)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     price: str = Field(min_length=1)
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+    amount: PositiveInt
     credits: PositiveInt
+    trial_credits: NonNegativeInt = 0
+
+    def period_share(self, cents: int, quantity: int = 1) -> int:
+        """Credits for a line of ``cents`` paid for ``quantity`` units of this plan.
+
+        A full period (``cents == amount × quantity``) grants ``credits × quantity``; a
+        proration grants ``floor(credits × cents / amount)`` — never more than paid for.
+        A negative proration (credit for unused time of the old plan) takes back
+        ``ceil`` of its share, so an upgrade grants at most what its net amount buys.
+        """
+        share = self.credits * cents // self.amount  # floor: down when granting, up when taking
+        return min(share, self.credits * max(quantity, 1))
 
 
 @lru_cache(maxsize=4)
@@ -48,3 +64,8 @@ def load_plans(path: Path = PLANS_FILE) -> dict[str, Plan]:
         raw = tomllib.load(f)["plans"]
     plans = [Plan(id=pid, **body) for pid, body in raw.items()]
     return {p.price: p for p in plans}
+
+
+def plans_by_id(path: Path = PLANS_FILE) -> dict[str, Plan]:
+    """Plan id → ``Plan`` (``GET /v1/plans``, ``POST /v1/subscriptions``)."""
+    return {p.id: p for p in load_plans(path).values()}

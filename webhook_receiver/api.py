@@ -42,6 +42,16 @@ def wallet_body(user_id: str, wallet: Wallet | None) -> dict[str, Any]:
             "available": wallet.available, "status": wallet.status}
 
 
+def subscriptions_body(s: Any, user_id: str) -> list[dict[str, Any]]:
+    """The wallet's Stripe subscriptions: ``[{id, plan, status, current_period_end}]``
+    (period end ISO UTC or null), most recent first (``ledger.subscriptions``)."""
+    from ledger import subscriptions
+
+    return [{"id": r.id, "plan": r.plan, "status": r.status,
+             "current_period_end": r.current_period_end.isoformat() + "Z" if r.current_period_end else None}
+            for r in subscriptions.of_wallet(s, user_id)]
+
+
 @bp.post("/jobs")
 @require_api_key
 def create_job():  # type: ignore[no-untyped-def]
@@ -132,4 +142,7 @@ def get_wallet(user_id: str):  # type: ignore[no-untyped-def]
     check_user_id(user_id)
     with transaction(services.sessions()) as s:
         wallet = s.scalars(select(Wallet).where(Wallet.user_id == user_id)).one_or_none()
-        return jsonify(wallet_body(user_id, wallet))
+        body = wallet_body(user_id, wallet)
+        if subs := subscriptions_body(s, user_id):  # only for subscribers: the body stays as it was
+            body["subscriptions"] = subs
+        return jsonify(body)

@@ -13,7 +13,7 @@ from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
 from webhook_receiver import docs, logcontext, metrics, openapi
-from webhook_receiver import bodies, entries, ratelimit, topups
+from webhook_receiver import bodies, entries, ratelimit, subscriptions, topups
 from webhook_receiver.services import Services
 
 
@@ -33,11 +33,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         stripe_events=BatchPublisher(producer, queues.PROCESS_STRIPE_EVENT),
     )
     errors.register(app)
-    for module in (api, stripe_webhooks, runpod_webhooks, health, topups, entries):
+    for module in (api, stripe_webhooks, runpod_webhooks, health, topups, subscriptions, entries):
         app.register_blueprint(module.bp)
     metrics.init_app(app)  # request metrics and GET /metrics (times refused requests too)
     bodies.init_app(app)  # size and depth limits: before anything else reads the request
-    ratelimit.init_app(app, [api.bp, entries.bp, topups.bp])  # /v1 only
+    ratelimit.init_app(app, [api.bp, entries.bp, topups.bp, subscriptions.bp])  # /v1 only
     logcontext.init_app(app)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(docs.bp)  # /docs: Swagger UI over /openapi.json

@@ -8,7 +8,7 @@ An ``Idempotency-Key`` header makes a retried request answer the same session.
 """
 from __future__ import annotations
 
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -23,6 +23,7 @@ from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
+from worker.stripe_gateway import idempotency_key
 
 bp = Blueprint("topups", __name__, url_prefix="/v1")
 
@@ -38,6 +39,28 @@ class TopupRequest(BaseModel):
 
 def pack_body(p: Pack) -> dict[str, Any]:
     return {"id": p.id, "price": p.price, "currency": p.currency, "credits": p.credits}
+
+
+def rate_limited() -> ApiError:
+    """Stripe answered 429, which stripe-python 16 does not retry: 503
+    ``stripe_rate_limited`` (nothing stored); retry with the same Idempotency-Key."""
+    return ApiError(503, "stripe_rate_limited", "payment provider is rate limiting, retry shortly")
+
+
+def stripe_create(create: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
+    """Run a gateway create, mapping Stripe's errors: ``IdempotencyError`` → 409
+    ``idempotency_conflict``, ``RateLimitError`` → ``rate_limited()``, any other
+    ``StripeError`` (unreachable after the SDK's retries) → 502 ``stripe_unavailable``."""
+    try:
+        return create()
+    except stripe.IdempotencyError:
+        raise ApiError(409, "idempotency_conflict",
+                       "Idempotency-Key was already used with another request") from None
+    except stripe.RateLimitError:
+        raise rate_limited() from None
+    except stripe.StripeError as err:
+        current_app.logger.error("stripe %s create failed: %s", what, err)
+        raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
 
 
 def _gateway():  # type: ignore[no-untyped-def]
@@ -67,16 +90,9 @@ def create_topup():  # type: ignore[no-untyped-def]
     if pack is None:
         raise ApiError(422, "invalid_request", f"unknown pack {req.pack!r}",
                        [{"field": "pack", "message": f"one of {sorted(load_packs())}"}])
-    client_key = request.headers.get("Idempotency-Key", "")[:200]
-    key = f"gpubill-topup:{req.user_id}:{client_key or uuid.uuid4().hex}"
-    try:
-        session = _gateway().create_checkout_session(user_id=req.user_id, pack=pack, idempotency_key=key)
-    except stripe.IdempotencyError:
-        raise ApiError(409, "idempotency_conflict",
-                       "Idempotency-Key was already used with another request") from None
-    except stripe.StripeError as err:
-        current_app.logger.error("stripe checkout session create failed: %s", err)
-        raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
+    key = idempotency_key("topup", req.user_id, request.headers.get("Idempotency-Key"))
+    session = stripe_create(lambda: _gateway().create_checkout_session(
+        user_id=req.user_id, pack=pack, idempotency_key=key), "checkout session")
     with transaction(services.sessions()) as s:
         topup = topups.open_topup(s, session_id=session["id"], user_id=req.user_id, pack=pack)
         body = {"topup_id": topup.id, "session_id": session["id"], "checkout_url": session.get("url"),

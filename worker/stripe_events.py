@@ -26,7 +26,7 @@ from ledger.db import transaction
 from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
 from ledger.topups import NotYet, Rejected
 from pricing import load_packs
-from worker import stripe_refunds
+from worker import stripe_refunds, stripe_subscriptions
 from worker.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,15 @@ def _session_topup(s: Session, session: dict[str, Any], *, create: bool) -> Topu
 def checkout_paid(s: Session, session: dict[str, Any], event: StripeEvent) -> str:
     """``checkout.session.completed`` / ``checkout.session.async_payment_succeeded``:
     credit the stored top-up once per session when ``payment_status == "paid"``.
+    A ``mode=subscription`` session links its customer instead
+    (``worker.stripe_subscriptions.checkout_subscription``).
 
     An ``unpaid`` completion (a delayed payment method) only records the links and
     waits for the async result (``ignored``: nothing applied). Stripe's ``amount_total``
     (cents) and ``currency`` must equal the stored top-up, else it is flagged.
     """
+    if session.get("mode") == "subscription":
+        return stripe_subscriptions.checkout_subscription(s, session, event)
     topup = _session_topup(s, session, create=True)
     assert topup is not None
     topups.link(s, topup, payment_intent=_id(session.get("payment_intent")),
@@ -116,6 +120,7 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.expired": _closer(TopupStatus.EXPIRED, "checkout session expired"),
     "charge.succeeded": charge_succeeded,
     **stripe_refunds.HANDLERS,
+    **stripe_subscriptions.HANDLERS,
 }
 
 

@@ -1,5 +1,4 @@
-"""Money going back to Stripe and subscription grants: handlers for refund, dispute and
-invoice events (see ``worker.stripe_events`` for the dispatch and outcomes).
+"""Money going back to Stripe: handlers for refund and dispute events (see ``worker.stripe_events`` for the dispatch and outcomes).
 
 - ``charge.refunded`` (a Charge; ``amount_refunded`` is cumulative, cents) applies every
   refund of the charge — listed in ``charge.refunds`` or, when that list is missing or
@@ -9,8 +8,8 @@ invoice events (see ``worker.stripe_events`` for the dispatch and outcomes).
 - ``charge.dispute.*`` (a Dispute): created/funds_withdrawn claw back, funds_reinstated
   or closed ``won`` restore, closed ``lost`` keeps the claw-back; ``warning_*`` statuses
   are inquiries (no funds move).
-- ``invoice.paid`` (an Invoice) grants the plan's credits once per invoice to the wallet
-  linked to ``invoice.customer``; the plan is found by each line's Stripe Price id.
+
+Invoices and subscriptions: ``worker.stripe_subscriptions``.
 """
 from __future__ import annotations
 
@@ -19,12 +18,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gpubill.settings import get_settings
 from ledger import topups
 from ledger.models import EventStatus, StripeEvent
 from ledger.topups import NotYet, Rejected
-from pricing import load_plans
-from pricing.packs import PLANS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -119,34 +115,6 @@ def dispute_event(s: Session, dispute: dict[str, Any], event: StripeEvent) -> st
     return EventStatus.PROCESSED
 
 
-def _line_price(line: dict[str, Any]) -> str | None:
-    """A line's Stripe Price id: ``pricing.price_details.price`` (API 2025-03-31 and
-    later), else ``price.id`` / ``plan.id`` (earlier versions)."""
-    details = (line.get("pricing") or {}).get("price_details") or {}
-    return stripe_id(details.get("price")) or stripe_id(line.get("price")) or stripe_id(line.get("plan"))
-
-
-def invoice_paid(s: Session, invoice: dict[str, Any], event: StripeEvent) -> str:
-    """Grant the plan's monthly credits (× quantity) once per invoice (``invoice:{id}``)."""
-    invoice_id, customer = stripe_id(invoice.get("id")), stripe_id(invoice.get("customer"))
-    if invoice_id is None or customer is None:
-        raise Rejected("invoice without id or customer")
-    plans = load_plans(get_settings().plans_file or PLANS_FILE)
-    lines = ((invoice.get("lines") or {}).get("data")) or []
-    credits = 0
-    for line in lines:
-        plan = plans.get(_line_price(line) or "")
-        if plan is not None:
-            quantity = line.get("quantity") or 1
-            credits += plan.credits * int(quantity)
-    if credits <= 0:
-        raise Rejected(f"invoice {invoice_id}: no line names a known plan price "
-                       f"({sorted(filter(None, map(_line_price, lines)))})")
-    user_id = topups.wallet_of_customer(s, customer)
-    topups.grant_invoice(s, invoice_id=invoice_id, user_id=user_id, credits=credits)
-    return EventStatus.PROCESSED
-
-
 HANDLERS = {
     "charge.refunded": charge_refunded,
     "refund.created": refund_event,
@@ -156,5 +124,4 @@ HANDLERS = {
     "charge.dispute.funds_withdrawn": dispute_event,
     "charge.dispute.funds_reinstated": dispute_event,
     "charge.dispute.closed": dispute_event,
-    "invoice.paid": invoice_paid,
 }

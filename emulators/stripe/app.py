@@ -14,7 +14,12 @@ Control (JSON, no auth, local use only) — every action answers
 ``…/{id}/settle`` ``{outcome}``, ``…/{id}/expire``, ``…/{id}/refund`` ``{amount?, list_refunds?}``,
 ``…/{id}/dispute`` ``{amount?}``, ``POST /_control/refunds/{id}/fail``,
 ``POST /_control/disputes/{id}/close`` ``{outcome: won|lost}``,
-``POST /_control/invoices`` ``{customer, price, amount?, quantity?}``.
+``POST /_control/invoices`` ``{customer, price, amount?, quantity?}``,
+``POST /_control/subscriptions/{sub}/renew``, ``…/{sub}/change`` ``{price, remaining?}``
+(proration invoiced at once), ``…/{sub}/cancel``. A ``mode=subscription`` session is
+paid with ``…/sessions/{id}/pay`` (a subscription, its first invoice and payment);
+``…/{in_id}/refund`` and ``…/{in_id}/dispute`` act on an invoice's charge.
+``GET /_control/ledger``: every payment, refund, dispute and invoice issued (ground truth).
 Delivery options in any action's body: ``deliver`` (default true), ``duplicate`` (send
 each event twice), ``order`` (``stripe`` | ``reversed`` | ``shuffled``).
 """
@@ -30,6 +35,7 @@ import requests
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from emulators.stripe import ground_truth
 from emulators.stripe.events import signed
 from emulators.stripe.state import InvalidRequest, NotFound, StripeState
 
@@ -70,6 +76,7 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
     app = Flask(__name__)
     state = StripeState(url_base)
     app.extensions["stripe_state"] = state
+    ground_truth.register(app, state)
     http = requests.Session()
 
     def deliver(events: list[dict[str, Any]], options: dict[str, Any]) -> list[int]:
@@ -100,10 +107,21 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
             return _error(400, str(err))
         return jsonify({"object": obj, "events": events, "deliveries": deliver(events, body)})
 
+    throttle = {"left": 0}  # the next N API requests answer 429 (POST /_control/rate_limit)
+
+    @app.post("/_control/rate_limit")
+    def control_rate_limit() -> ResponseReturnValue:
+        throttle["left"] = int((request.get_json(silent=True) or {}).get("count", 1))
+        return jsonify({"rate_limited_requests": throttle["left"]})
+
     @app.before_request
     def _authorize() -> ResponseReturnValue | None:
         if not request.path.startswith("/v1/"):
             return None
+        if throttle["left"] > 0:
+            throttle["left"] -= 1
+            return _error(429, "Too many requests hit the API too quickly.", code="rate_limit",
+                          type_="invalid_request_error")
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, f"Bearer {api_key}".encode()):
             return _error(401, "Invalid API Key provided")
@@ -148,7 +166,8 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
     def list_events() -> ResponseReturnValue:
         return _list("event", "/v1/events", type=request.args.get("type", ""))
 
-    routes = {"checkout/sessions": "checkout.session", "events": "event", "charges": "charge",
+    routes = {"subscriptions": "subscription", "invoice_payments": "invoice_payment",
+              "checkout/sessions": "checkout.session", "events": "event", "charges": "charge",
               "refunds": "refund", "disputes": "dispute", "invoices": "invoice",
               "payment_intents": "payment_intent"}
     for path, kind in routes.items():
@@ -200,11 +219,26 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
             return events[-1]["data"]["object"], events
         return action(close)
 
+    @app.post("/_control/subscriptions/<sub_id>/<verb>")
+    def control_subscription(sub_id: str, verb: str) -> ResponseReturnValue:
+        def act(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            if verb == "renew":
+                events = state.renew(sub_id)
+            elif verb == "change":
+                events = state.change_plan(sub_id, str(body["price"]), float(body.get("remaining", 0.5)))
+            elif verb == "cancel":
+                events = state.cancel(sub_id)
+            else:
+                raise NotFound(f"unknown action {verb}")
+            return state.get("subscription", sub_id), events
+        return action(act)
+
     @app.post("/_control/invoices")
     def control_pay_invoice() -> ResponseReturnValue:
         def pay(body: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             events = state.pay_invoice(str(body["customer"]), str(body["price"]),
-                                       int(body.get("amount", 2500)), int(body.get("quantity", 1)))
+                                       None if body.get("amount") is None else int(body["amount"]),
+                                       int(body.get("quantity", 1)))
             return events[0]["data"]["object"], events
         return action(pay)
 

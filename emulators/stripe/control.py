@@ -49,3 +49,8 @@ class StripeStandIn:
 
     def pay_invoice(self, customer: str, price: str, **more: Any) -> dict[str, Any]:
         return self._post("invoices", customer=customer, price=price, **more)
+
+    def subscription(self, sub_id: str, verb: str, **body: Any) -> dict[str, Any]:
+        """``renew`` | ``change`` (``price``, ``remaining``) | ``cancel`` subscription ``sub_id``."""
+        return self._post(f"subscriptions/{sub_id}/{verb}", **body)
+

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from typing import Any
 
-from emulators.stripe import objects
+from emulators.stripe import billing, objects
 from emulators.stripe.events import event as envelope
 from emulators.stripe.events import new_id
 
@@ -28,7 +29,8 @@ class InvalidRequest(ValueError):
 class StripeState:
     """Checkout Sessions, PaymentIntents, Charges, Refunds, Disputes, Invoices, Events."""
 
-    KINDS = ("checkout.session", "payment_intent", "charge", "refund", "dispute", "invoice", "event")
+    KINDS = ("checkout.session", "payment_intent", "charge", "refund", "dispute", "invoice", "event",
+             "subscription", "invoice_payment")
 
     def __init__(self, url_base: str = "http://127.0.0.1:8011") -> None:
         self.lock = threading.RLock()
@@ -37,6 +39,9 @@ class StripeState:
         self.order: dict[str, list[str]] = {k: [] for k in self.KINDS}  # creation order
         self.pi_metadata: dict[str, dict[str, str]] = {}  # session id → payment_intent_data.metadata
         self.idempotency: dict[str, tuple[str, Obj]] = {}
+        self.prices = billing.price_catalogue()
+        self.session_subs: dict[str, Obj] = {}  # subscription session id → its params
+        self.invoice_charge: dict[str, str] = {}  # invoice id → charge id
 
     # -- storage -----------------------------------------------------------------------
     def _put(self, kind: str, obj: Obj) -> Obj:
@@ -81,14 +86,18 @@ class StripeState:
     def create_session(self, params: Obj, idempotency_key: str | None) -> Obj:
         """``POST /v1/checkout/sessions`` (payment mode, ``price_data`` line items)."""
         with self.lock:
+            if idempotency_key and len(idempotency_key) > 255:  # docs.stripe.com/api/idempotent_requests
+                raise InvalidRequest("Idempotency-Key must be at most 255 characters")
             if idempotency_key and idempotency_key in self.idempotency:
                 prior_params, sid = self.idempotency[idempotency_key][0], self.idempotency[idempotency_key][1]["id"]
                 if prior_params != repr(params):
                     raise InvalidRequest("idempotency_error: Keys for idempotent requests can only be "
                                          "used with the same parameters they were first used with.")
                 return self.get("checkout.session", sid)
+            if params.get("mode") == "subscription":
+                return self._create_subscription_session(params, idempotency_key)
             if params.get("mode") != "payment":
-                raise InvalidRequest("the stand-in supports mode=payment only")
+                raise InvalidRequest("mode must be payment or subscription")
             items = params.get("line_items")
             if not isinstance(items, list) or not items:
                 raise InvalidRequest("line_items is required")
@@ -113,6 +122,115 @@ class StripeState:
                 self.idempotency[idempotency_key] = (repr(params), session)
             return copy.deepcopy(session)
 
+    def _create_subscription_session(self, params: Obj, idempotency_key: str | None) -> Obj:
+        items = params.get("line_items")
+        if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+            raise InvalidRequest("line_items: one recurring price is required")
+        price = self.prices.get(str(items[0].get("price")))
+        if price is None:
+            raise InvalidRequest(f"No such price: '{items[0].get('price')}'")
+        if not params.get("success_url"):
+            raise InvalidRequest("success_url is required")
+        quantity = int(items[0].get("quantity", 1))
+        sub_data = params.get("subscription_data") or {}
+        trial = int(sub_data.get("trial_period_days") or 0)
+        session = objects.checkout_session(
+            amount_total=0 if trial else price["unit_amount"] * quantity, currency=price["currency"],
+            url_base=self.url_base, client_reference_id=params.get("client_reference_id"),
+            metadata=dict(params.get("metadata") or {}), success_url=params["success_url"],
+            cancel_url=params.get("cancel_url") or "")
+        session.update(mode="subscription", subscription=None, customer_creation=None)
+        self._put("checkout.session", session)
+        self.session_subs[session["id"]] = {"price": price, "quantity": quantity, "trial": trial,
+                                            "metadata": dict(sub_data.get("metadata") or {})}
+        if idempotency_key:
+            self.idempotency[idempotency_key] = (repr(params), session)
+        return copy.deepcopy(session)
+
+    def _bill(self, sub: Obj, lines: list[Obj], invoice_id: str, reason: str) -> list[tuple[str, Obj]]:
+        """Issue a paid invoice of ``lines`` for ``sub``; charge its total if > 0.
+        Returns the (event type, object) pairs Stripe sends, in its order."""
+        currency = sub["items"]["data"][0]["price"]["currency"]
+        inv = self._put("invoice", billing.invoice(sub=sub, lines=lines, invoice_id=invoice_id,
+                                                   billing_reason=reason, currency=currency))
+        sub["latest_invoice"] = inv["id"]
+        if inv["amount_paid"] <= 0:
+            return [("invoice.paid", inv)]
+        pi = self._put("payment_intent", objects.payment_intent(
+            amount=inv["amount_paid"], currency=currency, customer=sub["customer"], metadata={},
+            status="processing"))
+        ch = objects.charge(amount=inv["amount_paid"], currency=currency, payment_intent=pi["id"],
+                            customer=sub["customer"], metadata={})
+        pi.update(status="succeeded", latest_charge=ch["id"], amount_received=pi["amount"])
+        self._put("charge", ch)
+        self.invoice_charge[inv["id"]] = ch["id"]
+        pay = self._put("invoice_payment", billing.invoice_payment(
+            invoice_id=inv["id"], amount=inv["amount_paid"], currency=currency, payment_intent=pi["id"]))
+        return [("charge.succeeded", ch), ("payment_intent.succeeded", pi), ("invoice.paid", inv),
+                ("invoice_payment.paid", pay)]
+
+    def _pay_subscription(self, session: Obj) -> list[Obj]:
+        spec = self.session_subs[session["id"]]
+        customer = new_id("cus")
+        sub = self._put("subscription", billing.subscription(
+            customer=customer, price=spec["price"], quantity=spec["quantity"], metadata=spec["metadata"],
+            status="trialing" if spec["trial"] else "active"))
+        iid = new_id("in")
+        amount = 0 if spec["trial"] else spec["price"]["unit_amount"] * spec["quantity"]
+        billed = self._bill(sub, [billing.line(invoice_id=iid, sub=sub, price=spec["price"]["id"], amount=amount,
+                                               quantity=spec["quantity"], proration=False,
+                                               currency=spec["price"]["currency"])], iid, "subscription_create")
+        session.update(status="complete", customer=customer, subscription=sub["id"], invoice=iid,
+                       payment_status="no_payment_required" if amount == 0 else "paid")
+        return self._events(("customer.subscription.created", sub), *billed,
+                            ("checkout.session.completed", session))
+
+    def renew(self, sub_id: str) -> list[Obj]:
+        """The next period of subscription ``sub_id`` is invoiced and paid (a trial ends)."""
+        with self.lock:
+            sub = self._obj("subscription", sub_id)
+            if sub["status"] == "canceled":
+                raise InvalidRequest(f"subscription {sub_id} is canceled")
+            item = sub["items"]["data"][0]
+            item["current_period_start"] = item["current_period_end"]
+            item["current_period_end"] += billing.PERIOD_S
+            sub["status"] = "active"
+            iid = new_id("in")
+            price = item["price"]
+            billed = self._bill(sub, [billing.line(
+                invoice_id=iid, sub=sub, price=price["id"], amount=price["unit_amount"] * item["quantity"],
+                quantity=item["quantity"], proration=False, currency=price["currency"])], iid,
+                "subscription_cycle")
+            return self._events(("customer.subscription.updated", sub), *billed)
+
+    def change_plan(self, sub_id: str, price_id: str, remaining: float = 0.5) -> list[Obj]:
+        """Switch ``sub_id`` to ``price_id`` mid-period with ``remaining`` (0–1) of the
+        period left, invoicing the proration at once (``proration_behavior=always_invoice``):
+        a negative line for the old price's unused time, a positive one for the new price."""
+        with self.lock:
+            sub = self._obj("subscription", sub_id)
+            new = self.prices.get(price_id)
+            if new is None:
+                raise InvalidRequest(f"No such price: '{price_id}'")
+            if not 0 < remaining <= 1:
+                raise InvalidRequest("remaining must be in (0, 1]")
+            item = sub["items"]["data"][0]
+            old, qty = item["price"], item["quantity"]
+            iid = new_id("in")
+            lines = [billing.line(invoice_id=iid, sub=sub, price=old["id"], quantity=qty, proration=True,
+                                  amount=-round(old["unit_amount"] * qty * remaining), currency=old["currency"]),
+                     billing.line(invoice_id=iid, sub=sub, price=new["id"], quantity=qty, proration=True,
+                                  amount=round(new["unit_amount"] * qty * remaining), currency=new["currency"])]
+            item["price"] = dict(new)
+            billed = self._bill(sub, lines, iid, "subscription_update")
+            return self._events(("customer.subscription.updated", sub), *billed)
+
+    def cancel(self, sub_id: str) -> list[Obj]:
+        with self.lock:
+            sub = self._obj("subscription", sub_id)
+            sub.update(status="canceled", canceled_at=int(time.time()))
+            return self._events(("customer.subscription.deleted", sub))
+
     def _open_session(self, sid: str) -> Obj:
         session = self._obj("checkout.session", sid)
         if session["status"] != "open":
@@ -131,6 +249,8 @@ class StripeState:
         method (completed ``unpaid``, then ``outcome`` succeeded / failed / pending)."""
         with self.lock:
             session = self._open_session(sid)
+            if session["mode"] == "subscription":
+                return self._pay_subscription(session)
             customer = new_id("cus")
             pi = self._put("payment_intent", objects.payment_intent(
                 amount=session["amount_total"], currency=session["currency"], customer=customer,
@@ -175,6 +295,10 @@ class StripeState:
         """The charge of a paid session, or the charge itself."""
         if sid_or_charge.startswith("ch_"):
             return self._obj("charge", sid_or_charge)
+        if sid_or_charge.startswith("in_"):
+            if sid_or_charge not in self.invoice_charge:
+                raise InvalidRequest(f"invoice {sid_or_charge} was not charged")
+            return self._obj("charge", self.invoice_charge[sid_or_charge])
         session = self._obj("checkout.session", sid_or_charge)
         pi = self.objects["payment_intent"].get(session.get("payment_intent") or "")
         if not pi or not pi.get("latest_charge"):
@@ -242,9 +366,12 @@ class StripeState:
             raise InvalidRequest(f"unknown outcome {outcome!r}")
 
     # -- subscriptions -----------------------------------------------------------------
-    def pay_invoice(self, customer: str, price: str, amount: int = 2500, quantity: int = 1) -> list[Obj]:
-        """A subscription invoice for ``customer`` and Stripe Price ``price`` is paid."""
+    def pay_invoice(self, customer: str, price: str, amount: int | None = None, quantity: int = 1) -> list[Obj]:
+        """A subscription invoice for ``customer`` and Stripe Price ``price`` is paid
+        (``amount`` cents; default the catalogue price × quantity, else 2500)."""
         with self.lock:
+            if amount is None:
+                amount = self.prices[price]["unit_amount"] * quantity if price in self.prices else 2500
             inv = self._put("invoice", objects.invoice(customer=customer, price=price, amount=amount,
                                                         quantity=quantity))
             return self._events(("invoice.paid", inv), ("invoice.payment_succeeded", inv))

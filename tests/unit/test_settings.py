@@ -15,6 +15,7 @@ PROD_SECRETS = {
     "flower_basic_auth": "ops:" + "p" * 20,
     "notify_secret": "whsec_" + "n" * 40,
     "metrics_token": "m" * 40,
+    "stripe_livemode": True,  # agrees with the sk_live_ key (issue 12)
 }
 
 

@@ -1,0 +1,171 @@
+"""Subscriptions end to end (issue 12, cases 1–3): ``GET /v1/plans``, ``POST
+/v1/subscriptions`` → Stripe stand-in Checkout (``mode=subscription``) → signed webhooks
+→ worker. Expected credits come from ``pricing/plans.toml`` and the amounts the stand-in
+reports it invoiced, never from columns the code wrote."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from emulators.stripe.events import new_id
+from pricing import plans_by_id
+from tests.helpers import Api
+from tests.stripe_flows import count_topups, event_ids, post_all, settle, uid
+
+pytestmark = pytest.mark.integration
+PLANS = plans_by_id()
+
+
+def subscribe(api: Api, user: str, plan: str) -> dict:
+    r = api.http.post(f"{api.base}/v1/subscriptions", json={"user_id": user, "plan": plan}, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wallet(api: Api, user: str) -> dict:
+    r = api.http.get(f"{api.base}/v1/wallets/{user}", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def invoiced(result: dict) -> list[dict]:
+    """The plan lines of every invoice the stand-in issued in ``result``."""
+    return [ln for e in result["events"] if e["type"] == "invoice.paid"
+            for ln in e["data"]["object"]["lines"]["data"]]
+
+
+def test_plans_are_server_side_data(api) -> None:
+    r = api.http.get(f"{api.base}/v1/plans", timeout=10)
+    assert r.status_code == 200, r.text
+    assert [(p["id"], p["price"], p["amount"], p["credits"]) for p in r.json()["plans"]] == [
+        ("starter", "price_gpubill_starter_monthly", 1000, 1000), ("pro", "price_gpubill_pro_monthly", 5000, 5000)]
+
+
+@pytest.mark.parametrize("body", [{"user_id": "u1", "plan": "gold"}, {"user_id": "u1", "plan": "pro", "price": 1},
+                                  {"plan": "pro"}])
+def test_bad_subscription_request_is_422(api, body) -> None:
+    r = api.http.post(f"{api.base}/v1/subscriptions", json=body, timeout=10)
+    assert r.status_code == 422, r.text
+
+
+def test_new_customer_subscribes_is_credited_each_period_and_upgrades_pro_rata(api, sessions, invariants) -> None:
+    """Case 2 (a new customer's subscription Checkout links the customer) and case 1
+    (a full period grants the plan's credits; an upgrade's proration its share,
+    rounded down; a negative proration line takes its share back)."""
+    user = uid("sub")
+    created = subscribe(api, user, "starter")
+    assert created["checkout_url"] and created["session_id"].startswith("cs_")
+    paid = api.stripe.pay(created["session_id"], duplicate=True, order="shuffled")
+    settle(sessions, event_ids(paid))
+    expected = PLANS["starter"].credits
+    assert wallet(api, user)["balance"] == expected
+    sub_id = next(e["data"]["object"]["id"] for e in paid["events"] if e["type"] == "customer.subscription.created")
+    subs = wallet(api, user)["subscriptions"]
+    assert [(s["id"], s["plan"], s["status"]) for s in subs] == [(sub_id, "starter", "active")]
+    assert subs[0]["current_period_end"]
+
+    renewed = api.stripe.subscription(sub_id, "renew")
+    settle(sessions, event_ids(renewed))
+    expected += PLANS["starter"].credits
+    assert wallet(api, user)["balance"] == expected
+
+    upgraded = api.stripe.subscription(sub_id, "change", price=PLANS["pro"].price, remaining=0.8)
+    settle(sessions, event_ids(upgraded))
+    lines = {ln["pricing"]["price_details"]["price"]: ln["amount"] for ln in invoiced(upgraded)}
+    starter, pro = PLANS["starter"], PLANS["pro"]
+    back = -(-starter.credits * -lines[starter.price] // starter.amount)   # ceil, taken back
+    forward = pro.credits * lines[pro.price] // pro.amount                # floor, granted
+    assert (lines[starter.price], lines[pro.price]) == (-800, 4000)
+    expected += forward - back
+    assert wallet(api, user)["balance"] == expected == 1000 + 1000 + 4000 - 800
+    assert wallet(api, user)["subscriptions"][0]["plan"] == "pro"
+
+    canceled = api.stripe.subscription(sub_id, "cancel")
+    settle(sessions, event_ids(canceled))
+    assert wallet(api, user)["subscriptions"][0]["status"] == "canceled"
+    assert wallet(api, user)["balance"] == expected
+    invariants()
+
+
+def test_invoice_before_the_checkout_completion_still_credits_once(api, sessions, invariants) -> None:
+    """The first invoice may arrive before ``checkout.session.completed``: the
+    subscription's metadata (``parent.subscription_details``) names the wallet."""
+    user = uid("early")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"], deliver=False)
+    ids = post_all(api, list(reversed(paid["events"])) * 2)
+    settle(sessions, ids)
+    assert wallet(api, user)["balance"] == PLANS["pro"].credits
+    invariants()
+
+
+def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, invariants) -> None:
+    """Case 3: the invoice is linked to its PaymentIntent by ``invoice_payment.paid``;
+    a partial refund claws back ceil(credits × refunded / paid), once."""
+    user = uid("ref")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"])
+    settle(sessions, event_ids(paid))
+    invoice = next(e["data"]["object"] for e in paid["events"] if e["type"] == "invoice.paid")
+    refunded = api.stripe.refund(invoice["id"], 1250, duplicate=True, order="shuffled")
+    settle(sessions, event_ids(refunded))
+    pro = PLANS["pro"]
+    assert wallet(api, user)["balance"] == pro.credits - (-(-pro.credits * 1250 // invoice["amount_paid"]))
+    disputed = api.stripe.dispute(invoice["id"], 1000)
+    settle(sessions, event_ids(disputed))
+    assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
+    # The stand-in's ground truth: what it charged, refunded and saw disputed.
+    truth = requests.get(f"{api.stripe.base}/_control/ledger", timeout=10).json()
+    inv = next(i for i in truth["invoices"] if i["id"] == invoice["id"])
+    assert inv["amount_paid"] == pro.amount and inv["charge"]
+    assert [r["amount"] for r in truth["refunds"] if r["charge"] == inv["charge"]] == [1250]
+    assert [d["amount"] for d in truth["disputes"] if d["charge"] == inv["charge"]] == [1000]
+    invariants()
+
+
+def test_zero_invoice_grants_only_trial_credits_and_a_trial_checkout_links_the_customer(
+        api, sessions, invariants) -> None:
+    """Case 1's $0 trial invoice (it granted the pro plan's 5,000 credits) and case 2's
+    trial Checkout (``payment_status = no_payment_required``): the customer is linked,
+    the $0 invoice grants ``trial_credits`` (0 by default)."""
+    user = uid("trial")
+    created = subscribe(api, user, "pro")
+    paid = api.stripe.pay(created["session_id"], deliver=False)
+    completed = next(e for e in paid["events"] if e["type"] == "checkout.session.completed")
+    trial = {**completed, "id": new_id("evt")}
+    trial["data"] = {"object": {**completed["data"]["object"], "payment_status": "no_payment_required",
+                                "amount_total": 0}}
+    settle(sessions, post_all(api, [trial]))
+    customer = completed["data"]["object"]["customer"]
+    zero = api.stripe.pay_invoice(customer, PLANS["pro"].price, amount=0)
+    settle(sessions, event_ids(zero))
+    assert wallet(api, user)["balance"] == PLANS["pro"].trial_credits == 0
+    assert [s["status"] for s in wallet(api, user)["subscriptions"]] == ["trialing"]
+    invariants()
+
+
+def test_topup_idempotency_keys_are_short_and_per_user(api) -> None:
+    """Case 9: a 300-character client key still works (Stripe allows 255), and user
+    ``a`` + key ``b:c`` and user ``a:b`` + key ``c`` make two sessions (they collided)."""
+    long = api.create_topup(uid("long"), "small", **{"Idempotency-Key": "k" * 300})
+    assert long.status_code == 201, long.text
+    a = uid("a")
+    first = api.create_topup(a, "small", **{"Idempotency-Key": "b:c"})
+    second = api.create_topup(f"{a}:b", "small", **{"Idempotency-Key": "c"})
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert first.json()["session_id"] != second.json()["session_id"]
+
+
+def test_a_stripe_429_answers_503_and_stores_nothing(api, sessions) -> None:
+    """Case 10: stripe-python 16 does not retry a 429 (no Stripe-Should-Retry); the
+    receiver answers 503 stripe_rate_limited, stores nothing, and the retry succeeds."""
+    before = count_topups(sessions)
+    r = requests.post(f"{api.stripe.base}/_control/rate_limit", json={"count": 1}, timeout=10)
+    assert r.status_code == 200
+    user = uid("rl")
+    throttled = api.create_topup(user, "small", **{"Idempotency-Key": "rl-1"})
+    assert throttled.status_code == 503 and throttled.json()["error"]["code"] == "stripe_rate_limited"
+    assert count_topups(sessions) == before
+    again = api.create_topup(user, "small", **{"Idempotency-Key": "rl-1"})
+    assert again.status_code == 201, again.text
+    assert count_topups(sessions) == before + 1
