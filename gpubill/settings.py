@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # with full jitter from retry_backoff_s, doubling, capped at 60 s).
     runpod_timeout_s: float = 10.0
     dispatch_max_retries: int = Field(default=6, ge=0, le=20)
+    # Issue 11: RunPod callbacks (and polls) for one job within this window cost one /status.
+    runpod_coalesce_s: float = Field(default=2.0, ge=0, le=60)
     retry_backoff_s: float = Field(default=1.0, gt=0)
     # Outbound webhooks to the app about terminal job states; empty URL = not sent
     # (rows are kept, status "skipped"). Signed like Stripe (t=…,v1=HMAC-SHA256).

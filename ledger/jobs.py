@@ -53,6 +53,11 @@ def request_cancel(job: Job) -> bool:
     return True
 
 
+# Error prefixes of a job parked by ``worker.poison`` (read by ``gpubill reconcile``).
+PARKED = "parked after"
+POISON_CANCELLED = "cancelled by the user; task failed"
+
+
 def new_job(*, job_id: str, user_id: str, job_type: str, params: dict[str, Any],
             job_input: dict[str, Any], quote: Quote, webhook_token: str) -> Job:
     """A ``requested`` job priced by ``quote`` (credits, Decimal prices, GPU-seconds)."""

@@ -189,6 +189,10 @@ class Job(Base):
     dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Issue 11: the dispatch intent, recorded before /run (docs/runpod-boundary.md).
     dispatching_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Issue 11: unclassified task failures (poison jobs), task retries and re-publishes alike.
+    task_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Issue 11: a /status refresh is scheduled for then; callbacks before it coalesce.
+    refresh_due_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Receipt.
     delay_ms: Mapped[int | None] = mapped_column(BigInteger)
     execution_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.invariants import CHECKS, Violation, keyed
 from ledger.models import (
-    Job, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
+    Job, JobStatus, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
 )
-from ledger.jobs import job_quote
+from ledger.jobs import PARKED, POISON_CANCELLED, job_quote
 from ledger.topups import share
 from pricing import charge
 
@@ -153,6 +153,28 @@ def _gpu_time_conserved(s: Session, within: ColumnElement[bool]) -> list[Violati
     return out
 
 
+@keyed(Job.id, "poison jobs (runpod)")
+def _poison_jobs(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Jobs a task could not load or process (issue 11, ``worker.poison``): each parked
+    job (``failed``, flagged, error kept, hold released) is reported for operators, and
+    so is one still failing and not yet parked."""
+    out: list[Violation] = []
+    for jid, status, failures, error in s.execute(
+            select(Job.id, Job.status, Job.task_failures, Job.error)
+            .where(within, Job.task_failures > 0, or_(
+                Job.status.not_in(JobStatus.TERMINAL), Job.error.like(f"{PARKED}%"),
+                Job.error.like(f"%{POISON_CANCELLED}%")))):
+        state = "parked" if status in JobStatus.TERMINAL else f"{status}, not parked yet"
+        out.append(Violation(6, f"job {jid}", f"poison job ({state}) after {failures} failed "
+                             f"task attempts: {(error or '')[:200]}"))
+    return out
+
+
+def poison_checks() -> tuple[Callable[..., list[Violation]], ...]:
+    """Operator reports on jobs no task could process (not money invariants)."""
+    return (_poison_jobs,)
+
+
 def gpu_checks() -> tuple[Callable[..., list[Violation]], ...]:
     """RunPod-side conservation checks (same shape as ``ledger.invariants.CHECKS``)."""
     return (_gpu_time_conserved,)
@@ -194,7 +216,7 @@ class Report:
 
 
 def all_checks() -> tuple[Callable[..., list[Violation]], ...]:
-    return (*CHECKS, *stripe_checks(), *gpu_checks())
+    return (*CHECKS, *stripe_checks(), *gpu_checks(), *poison_checks())
 
 
 def check_name(check: Callable[..., list[Violation]]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from gpubill import queues
 from ledger.db import transaction
@@ -114,7 +115,8 @@ def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
     card's cancel policy. 404 unknown job; 409 ``job_finished`` when it already ended.
     Asking again while it is being cancelled changes nothing."""
     with transaction(services.sessions()) as s:
-        job = s.get(Job, job_id[:40], with_for_update=True)
+        # ``input`` deferred: a poison job's input may not even load (issue 11).
+        job = s.get(Job, job_id[:40], with_for_update=True, options=[defer(Job.input)])
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
         if not request_cancel(job):

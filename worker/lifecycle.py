@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
@@ -171,6 +172,18 @@ def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
     """The RunPod endpoint id of ``job_id`` (which exists)."""
     with transaction(factory) as s:
         return s.get(Job, job_id).endpoint_id
+
+
+def lead_refresh(factory: sessionmaker[Session], job_id: str, window_s: float) -> bool:
+    """Coalesce /status refreshes (issue 11): True if this caller schedules the job's
+    refresh ``window_s`` from now (none is due yet); False if one is already due within
+    the window — it will read RunPod's status after this callback, so skip."""
+    now = utcnow()
+    with transaction(factory) as s:
+        led = s.execute(update(Job).where(
+            Job.id == job_id, or_(Job.refresh_due_at.is_(None), Job.refresh_due_at <= now))
+            .values(refresh_due_at=now + timedelta(seconds=window_s)))
+        return bool(led.rowcount)
 
 
 class NotDispatchedYet(Exception):

@@ -329,7 +329,7 @@ class Engine:
         """Stand-in only: every job ``/run`` ever accepted, oldest first, including the
         ones RunPod has since forgotten — what RunPod would bill. Each:
         ``{"id", "endpoint_id", "input", "webhook", "policy": {"executionTimeout",
-        "ttl"} (ms), "state", "deleted", "delay_ms", "executed_ms"}``; ``executed_ms`` is
+        "ttl"} (ms), "state", "deleted", "delay_ms", "executed_ms", "status_calls"}``; ``executed_ms`` is
         the measured time on a worker so far (start → end, deletion or now)."""
         with self._lock:
             self._purge()
@@ -345,7 +345,8 @@ class Engine:
                             "policy": {"executionTimeout": job.execution_timeout_ms,
                                        "ttl": job.ttl_ms},
                             "state": job.status, "deleted": job.deleted_at is not None,
-                            "delay_ms": _body(job).get("delayTime"), "executed_ms": executed})
+                            "delay_ms": _body(job).get("delayTime"), "executed_ms": executed,
+                            "status_calls": job.status_calls})
             return out
 
     def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None,

@@ -40,6 +40,7 @@ INVARIANT_ROWS = tuple(check_name(c) for c in CHECKS)
 STRIPE_ROWS = ("paid sessions credited (stripe)", "top-up credits match (stripe)",
                "refunds clawed back once (stripe)", "top-up claw-backs = refunded share (stripe)")
 GPU_ROW = "GPU time conserved (runpod)"
+POISON_ROW = "poison jobs (runpod)"
 N_CHECKS = len(all_checks())
 
 
@@ -105,7 +106,7 @@ def test_clean_ledger_passes_with_a_row_per_check(ledger_db) -> None:
     result = gpubill(url, "reconcile")
     assert result.exit_code == 0, result.output
     rows = summary_rows(result.output)
-    assert set(rows) == {*INVARIANT_ROWS, *STRIPE_ROWS, GPU_ROW}
+    assert set(rows) == {*INVARIANT_ROWS, *STRIPE_ROWS, GPU_ROW, POISON_ROW}
     assert all(v == 0 for _, v in rows.values())
     # top-up + claw-back + capture; one wallet; two holds; one job; one event; one refund.
     assert rows["transactions balance (1)"] == (3, 0)

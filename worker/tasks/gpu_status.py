@@ -15,13 +15,21 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     """Fetch RunPod ``/status`` for a running job and apply it (capture on COMPLETED,
     release on FAILED / TIMED_OUT / CANCELLED / 404). The webhook body is never used
     for money: this re-fetch is. ``claimed``: the RunPod id a callback named — adopted
-    by a job whose /run answer was lost, else a stray to cancel (``runpod_jobs.claim``)."""
+    by a job whose /run answer was lost, else a stray to cancel (``runpod_jobs.claim``).
+    Refreshes of one job within ``GPUBILL_RUNPOD_COALESCE_S`` cost one /status call: the
+    first schedules it at the window's end, later ones within the window are dropped."""
     try:
         if claimed and runpod_jobs.claim(context.sessions(), job_id, claimed) == runpod_jobs.STRAY:
             endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
             context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
         where = lifecycle.tracked(context.sessions(), job_id)
         if where is None:
+            return None
+        window = context.settings().runpod_coalesce_s
+        if window and not self.request.retries:
+            # First delivery: lead one refresh at the window's end, or join the one due.
+            if lifecycle.lead_refresh(context.sessions(), job_id, window):
+                raise self.retry(countdown=window)
             return None
         status = context.runpod().status(*where)
         return lifecycle.apply_status(context.sessions(), job_id, status)

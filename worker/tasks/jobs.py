@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from gpubill import queues
-from worker import context, lifecycle, runpod_jobs, stops
+from worker import context, lifecycle, poison, runpod_jobs, stops
 from worker.app import app
 from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
@@ -22,6 +22,9 @@ def place_hold(self, job_id: str) -> None:
         held = lifecycle.place_hold(context.sessions(), job_id)
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+    except Exception as exc:  # noqa: BLE001 - unclassified: a poison job, parked at the bound
+        _poisoned(job_id, exc)
+        return
     if held:
         context.publish(queues.DISPATCH, job_id)
 
@@ -40,6 +43,9 @@ def dispatch(self, job_id: str) -> None:
         return
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
+    except Exception as exc:  # noqa: BLE001 - unclassified: a poison job, parked at the bound
+        _poisoned(job_id, exc)
+        return
     if order is None:
         return
     gateway = context.runpod()
@@ -57,6 +63,9 @@ def dispatch(self, job_id: str) -> None:
                          max_retries=cfg.dispatch_max_retries)
     except RunPodRejected as exc:
         lifecycle.fail_before_run(context.sessions(), job_id, f"RunPod refused dispatch: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - e.g. an answer we cannot parse; bounded like /run
+        _poisoned(job_id, exc)
         return
     if not lifecycle.record_dispatch(context.sessions(), job_id, runpod_id):
         # The job moved on while /run was in flight (recorded as a stray): stop the GPU
@@ -100,6 +109,16 @@ def cancel(self, job_id: str) -> str | None:
     except RunPodRejected:
         log.exception("job %s: RunPod refused the cancel; the poller settles it", job_id)
         return None
+    except Exception as exc:  # noqa: BLE001 - a poison job the user cancels ends now
+        _poisoned(job_id, exc)
+        return None
+
+
+def _poisoned(job_id: str, exc: Exception) -> None:
+    """Count an unclassified failure (``worker.poison``); re-raise it (Celery records
+    it, the outbox sweeper re-publishes) until the job is parked."""
+    if not poison.note_failure(context.sessions(), job_id, exc, context.settings().dispatch_max_retries + 1):
+        raise exc
 
 
 @app.task(name=queues.EXPIRE, bind=True, max_retries=MAX_RETRIES)

@@ -33,10 +33,14 @@ def upgrade() -> None:
     with op.batch_alter_table('jobs') as batch:
         batch.add_column(sa.Column('dispatching_at', sa.DateTime()))
         batch.add_column(sa.Column('runpod_billed_usd', sa.Numeric(14, 6)))
+        batch.add_column(sa.Column('task_failures', sa.Integer(), nullable=False, server_default='0'))
+        batch.add_column(sa.Column('refresh_due_at', sa.DateTime()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('jobs') as batch:
+        batch.drop_column('refresh_due_at')
+        batch.drop_column('task_failures')
         batch.drop_column('runpod_billed_usd')
         batch.drop_column('dispatching_at')
     op.drop_index('ix_runpod_jobs_job_id', 'runpod_jobs')
