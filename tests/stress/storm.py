@@ -3,7 +3,13 @@ check that it drained to one money outcome per job and one credit per event.
 
 Used by the crash test (workers SIGKILLed between waves) and the broker-outage test
 (the broker stopped for some waves). Every wallet is funded before the storm; a tenth of
-the jobs fail on the RunPod stand-in; 50 events are delivered twice.
+the jobs fail on the RunPod stand-in; 50 events are delivered twice. Jobs vary in type,
+clip length, resolution and upscale factor, and a tenth run long enough (2.2–3.5 s) that
+their charge is above ``min_charge`` and below the hold.
+
+The money is checked against the independent model (``tests.model``): each job's charge
+and release from the rate card's formulas applied to the executionTime the RunPod
+stand-in reports on ``/status``, each wallet from the packs it paid for.
 """
 from __future__ import annotations
 
@@ -24,15 +30,20 @@ from sqlalchemy import func, select
 from urllib3.util.retry import Retry
 
 from emulators.stripe import events as stripe_events
+from gpubill.demo import Client
 from gpubill.launcher import Stack
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.models import EventStatus, Hold, HoldStatus, Job, JobStatus, LedgerTransaction, StripeEvent, Wallet
 from pricing import load_packs
+from tests.model import rates
+from tests.model.wallets import Model
 from tests.conftest import REDIS_URL, Backend, claim_redis_db
 from tests.helpers import Api, wait_for
 
 WALLETS = 50
+JOB_TYPES = ("framing", "overlay", "upscale", "track")
+RESOLUTIONS = ("720p", "1080p", "1440p", "2160p")
 TWICE = 50  # events delivered a second time
 
 
@@ -84,10 +95,8 @@ class Storm:
         self.events = [stripe_events.event("checkout.session.completed", stripe_events.paid_checkout_session(
             user_id=self.users[i % WALLETS], pack="small", amount_total=self.pack.price))
             for i in range(events)]
-        self.plans = [(self.users[i % WALLETS],
-                       {"emulator": {"execution_ms": self.rng.randint(20, 400),
-                                     **({"fail": True} if i % 10 == 0 else {})}})
-                      for i in range(jobs)]
+        self.plans = [self._plan(i) for i in range(jobs)]
+        self.plan_of_job: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {}
         rest = self.events[WALLETS:]
         self.deliveries = rest + rest[:TWICE]
         self.sent: list[Wave] = []
@@ -122,10 +131,40 @@ class Storm:
                 self.sent.append(wave)
                 yield wave
 
+    def _plan(self, i: int) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+        """(user, job type, params, input) of job ``i``: varied type, length, resolution,
+        scale; every tenth fails on RunPod, every tenth (others) runs 2.2–3.5 s."""
+        job_type = JOB_TYPES[i % len(JOB_TYPES)]
+        params: dict[str, Any] = {"duration_s": self.rng.choice((5, 12.5, 30, 60)),
+                                  "resolution": self.rng.choice(RESOLUTIONS)}
+        if job_type == "upscale":
+            params["scale"] = self.rng.choice((2, 4))
+        ms = self.rng.randint(2200, 3500) if i % 10 == 5 else self.rng.randint(20, 400)
+        emulator = {"execution_ms": ms, **({"fail": "storm: scripted GPU failure"} if i % 10 == 0 else {})}
+        return self.users[i % WALLETS], job_type, params, {"emulator": emulator}
+
     def _submit(self, i: int) -> requests.Response:
-        user, job_input = self.plans[i]
-        return self.api.submit(user, "framing", 30, job_input,
+        user, job_type, params, job_input = self.plans[i]
+        answer = Client.submit(self.api, user, job_type, params, job_input,
                                headers={"Idempotency-Key": f"storm-{self.tag}-{i}"})
+        if answer.status_code == 202:
+            self.plan_of_job[answer.json()["job_id"]] = self.plans[i]
+        return answer
+
+    def runpod_says(self, jobs: list[Job]) -> dict[str, dict[str, Any]]:
+        """Job id → the RunPod stand-in's ``/status`` body for each dispatched job (its
+        ground truth: status and measured executionTime, ms)."""
+        cfg = self.stack.settings
+        auth = {"Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}
+        endpoints = {t: j["endpoint_id"] for t, j in rates.card()["jobs"].items()}
+
+        def status(job: Job) -> tuple[str, dict[str, Any]]:
+            r = self.api.http.get(f"{cfg.runpod_base_url}/{endpoints[job.type]}/status/"
+                                  f"{job.runpod_job_id}", headers=auth, timeout=30)
+            assert r.status_code == 200, (job.id, r.status_code, r.text)
+            return job.id, r.json()
+        with ThreadPoolExecutor(8) as pool:
+            return dict(pool.map(status, [j for j in jobs if j.runpod_job_id]))
 
     def _deliver(self, event: dict[str, Any]) -> requests.Response:
         payload, headers = stripe_events.signed(event, self.api.secret)
@@ -175,11 +214,26 @@ class Storm:
         assert statuses[JobStatus.FAILED] >= 1 and open_holds == 0
         assert event_status == {EventStatus.PROCESSED: len(self.events)}
         assert topup_txs == len(self.events)  # every session credited, once
-        charged: Counter[str] = Counter()
+        # The independent model: packs paid, and what RunPod says each job executed.
+        model = Model()
+        for e in self.events:
+            obj = e["data"]["object"]
+            model.topup(obj["id"], obj["client_reference_id"] or obj["metadata"]["user_id"], "small")
+        truth = self.runpod_says(jobs)
         for j in jobs:
-            charged[j.user_id] += j.charge or 0
-        per_wallet = self.pack.credits * (len(self.events) // WALLETS)
-        assert balances == {u: per_wallet - charged[u] for u in self.users}
+            said = truth.get(j.id)
+            end = {"COMPLETED": "completed", "FAILED": "failed"}.get(
+                said["status"], "unexpected " + said["status"]) if said else "refused"
+            user, job_type, params, _ = self.plan_of_job[j.id]
+            want = model.job(j.id, user, job_type, params["duration_s"], params["resolution"],
+                             params.get("scale"), end=end,
+                             execution_ms=said.get("executionTime", 0) if said else 0)
+            if end == "refused":  # never reached RunPod: nothing charged
+                assert (j.status, j.charge or 0) == (JobStatus.REJECTED, 0), (j.id, j.status, j.error)
+            else:
+                assert (j.status, j.hold_credits, j.charge or 0, j.released) == (
+                    end, want.hold, want.charge, want.release), (j.id, said)
+        assert balances == {u: model.balance(u) for u in self.users}
         assert violations == [], "\n".join(map(str, violations))
         return {"jobs": len(self.plans), "accepted": len(accepted), "events": len(self.events),
                 "duplicates": TWICE, "job_statuses": dict(statuses), "event_statuses": dict(event_status)}
