@@ -111,7 +111,9 @@ def _operation(route: Route, ref: dict[type[BaseModel], dict[str, Any]]) -> dict
         doc = (model.__doc__ or "").strip() if model else ""
         op["responses"][str(status)] = {
             "description": doc.splitlines()[0] if doc else route.summary,
-            "content": {route.content_type: {"schema": ref[model] if model else {}}}}
+            # errors are JSON on every route (webhook_receiver.errors), whatever the success type
+            "content": {(route.content_type if status < 400 else "application/json"):
+                        {"schema": ref[model] if model else {}}}}
     if route.auth:
         op["security"] = [{"apiKey": []}]
     return op

@@ -14,18 +14,27 @@ pytestmark = pytest.mark.e2e
 
 def processes_of(data_dir: Path) -> list[int]:
     """Processes started for ``data_dir``: the children carry it in their environment,
-    the broker in its command line."""
+    the broker in its command line, and their descendants too (a process that sets
+    its title with setproctitle, as gunicorn does when it is installed, may overwrite
+    its environment block)."""
     marker, path = f"GPUBILL_DATA_DIR={data_dir}".encode(), str(data_dir).encode()
-    found = []
+    found: set[int] = set()
+    parents: dict[int, int] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:  # gone, or not ours to read
+            parents[int(pid)] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # gone, or not ours to read
             continue
         if marker in environ.split(b"\0") or path in cmdline:
-            found.append(int(pid))
-    return found
+            found.add(int(pid))
+    grew = True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
 
 
 def test_demo_command_succeeds_and_leaves_no_orphans(tmp_path) -> None:

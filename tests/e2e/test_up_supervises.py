@@ -46,7 +46,8 @@ def test_up_starts_a_killed_worker_again_and_stops_clean(tmp_path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUBILL_")}
     env.update({"GPUBILL_DATA_DIR": str(data_dir), "GPUBILL_RECEIVER_PORT": str(port),
-                "GPUBILL_EMULATOR_PORT": str(free_port()), "GPUBILL_STRIPE_EMULATOR_PORT": str(free_port())})
+                "GPUBILL_EMULATOR_PORT": str(free_port()), "GPUBILL_STRIPE_EMULATOR_PORT": str(free_port()),
+                "GPUBILL_BROKER_PORT": str(free_port())})  # never the default 6380 another stack may hold
     up = subprocess.Popen([sys.executable, "-m", "gpubill.cli", "up", "--workers", "single", "--no-flower"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
