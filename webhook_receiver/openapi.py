@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 from webhook_receiver import responses as r
 from webhook_receiver.schemas import JobRequest, QuoteRequest
 from webhook_receiver.stripe_webhooks import StripeEnvelope
+from webhook_receiver.subscriptions import SubscriptionRequest
 from webhook_receiver.topups import TopupRequest
 
 bp = Blueprint("openapi", __name__)
@@ -60,8 +61,14 @@ ROUTES: list[Route] = [
           query=(("limit", "1–200, default 50", "integer"), ("cursor", "next_cursor of the previous page", "string"))),
     Route("get", "/v1/packs", "Top-up packs (price, currency, credits)", {200: r.Packs, 401: _ERR}, auth=True),
     Route("post", "/v1/topups", "Start buying a pack: a Stripe Checkout Session",
-          {201: r.TopupCreated, 400: _ERR, 401: _ERR, 409: _ERR, 422: _ERR, 502: _ERR},
+          {201: r.TopupCreated, 400: _ERR, 401: _ERR, 409: _ERR, 422: _ERR, 502: _ERR, 503: _ERR},
           request=TopupRequest, auth=True,
+          headers=(("Idempotency-Key", "a retried request answers the same session", False),)),
+    Route("get", "/v1/plans", "Subscription plans (Stripe Price, credits per period)",
+          {200: r.Plans, 401: _ERR}, auth=True),
+    Route("post", "/v1/subscriptions", "Subscribe to a plan: a Stripe Checkout Session (mode=subscription)",
+          {201: r.SubscriptionCreated, 400: _ERR, 401: _ERR, 409: _ERR, 422: _ERR, 502: _ERR, 503: _ERR},
+          request=SubscriptionRequest, auth=True,
           headers=(("Idempotency-Key", "a retried request answers the same session", False),)),
     Route("post", "/webhooks/stripe", "Stripe event delivery (signed)",
           {200: r.StripeAck, 400: _ERR, 503: _ERR}, request=StripeEnvelope, tag="webhooks",

@@ -131,6 +131,31 @@ class TopupCreated(_Strict):
     pack: PackBody
 
 
+class PlanBody(_Strict):
+    id: str
+    price: str = Field(description="the Stripe Price id")
+    credits: int = Field(description="credits granted per full period")
+    trial_credits: int = Field(description="credits a $0 (trial) invoice grants")
+    currency: str
+    amount: int = Field(description="minor units (cents) per period")
+
+
+class Plans(_Strict):
+    """``GET /v1/plans``: subscription plans, cheapest first."""
+
+    plans: list[PlanBody]
+
+
+class SubscriptionCreated(_Strict):
+    """``201`` answer to ``POST /v1/subscriptions``: send the user to ``checkout_url``;
+    ``subscription_id`` is null until Checkout completes (Stripe creates it then)."""
+
+    subscription_id: str | None
+    session_id: str
+    checkout_url: str | None
+    plan: PlanBody
+
+
 class FieldError(_Strict):
     field: str
     message: str
