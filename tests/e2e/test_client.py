@@ -9,7 +9,7 @@ import pytest
 
 from gpubill.client import ApiError, GpubillClient, SignatureError, verify_notification
 from pricing import load_packs
-from tests.card import card_charge
+from tests.model import rates as model
 from tests.helpers import Api, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_the_client_drives_a_job_and_verifies_its_notification(stack, notify_sin
     receipt = app.wait_for_receipt(first.job_id, timeout_s=60)
     # the stand-in measures the run (>= the scripted 400 ms); the price is the card's
     assert receipt.status == "completed" and receipt.runpod.execution_ms >= 400
-    expected = card_charge("framing", receipt.runpod.execution_ms)
+    expected = model.charge(model.quote("framing", 30), receipt.runpod.execution_ms)
     assert receipt.charge == expected and app.wallet(user).balance == small - expected
 
     delivery = wait_for(lambda: notify_sink.for_job(first.job_id), 30, "the job.completed notification")[0]

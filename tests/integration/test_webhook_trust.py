@@ -1,7 +1,7 @@
 """RunPod callbacks are never trusted for money (issue 13): a callback forged for a job
 that is still RUNNING on RunPod — valid token, lying body — changes nothing; the job is
 billed only from what the RunPod stand-in reports it executed (its ground truth), priced
-by the rate card's own formula read from the TOML, not by ``pricing``.
+by the independent model (``tests/model``: the rate card's formulas read from the TOML).
 
 The forged body claims a terminal status with an executionTime far from the truth, so a
 receiver or worker that billed from the body would settle the job early at the forged
@@ -14,7 +14,7 @@ import secrets
 import pytest
 import requests
 
-from tests.card import card_charge
+from tests.model import rates as model
 from tests.helpers import Api
 from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
@@ -51,7 +51,7 @@ def test_forged_callback_for_a_running_job_changes_no_money(api: Api, stack, inv
     assert len(truth) == 1 and truth[0]["state"] == "COMPLETED", truth
     executed = truth[0]["executed_ms"]
     assert executed >= EXECUTION_MS
-    expected = card_charge("framing", executed)
+    expected = model.charge(model.quote("framing", 30), executed)
     hold = done["quote"]["hold"]
     assert (done["status"], done["charge"], done["released"]) == ("completed", expected, hold - expected)
     assert done["output"] != forged.get("output")
