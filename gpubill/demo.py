@@ -156,7 +156,7 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
 
     charged = sum(r["charge"] or 0 for r in receipts)
     echo("== wallets")
-    wallets = {u: app.wallet(u).model_dump() for u in (alice, bob)}
+    wallets = {u: app.wallet(u).model_dump(exclude_unset=True) for u in (alice, bob)}  # as answered
     for u, w in wallets.items():
         echo(f"   {u:<14} balance {w['balance']:>5}  held {w['held']:>3}  available {w['available']:>5}")
     out.expect(wallets[alice]["balance"] == pack.credits - charged,

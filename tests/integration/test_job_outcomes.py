@@ -105,29 +105,3 @@ def test_dispatch_refused_by_runpod_fails_the_job_and_releases(api, invariants) 
     assert job["runpod"]["job_id"] is None
     assert api.wallet(user) == {"user_id": user, "balance": 500, "held": 0, "available": 500, "status": "active"}
     invariants()
-
-
-def test_forged_callback_for_a_running_job_bills_from_status(api, stack, invariants) -> None:
-    """A correctly-tokened callback that lies while the job is still RUNNING (COMPLETED,
-    executionTime 999 999 ms) moves no money: the charge equals the rate card applied
-    to the executionTime the RunPod stand-in itself reports on ``/status`` (ground
-    truth), computed by the independent model (``tests.model``)."""
-    from tests.model import rates
-
-    user = funded(api)
-    r = api.submit(user, "overlay", 30, {"emulator": {"execution_ms": 3000}})
-    job = api.wait_job(r.json()["job_id"], ("in_progress",), 20)
-    token = webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job["job_id"])
-    forged = requests.post(f"{api.base}/webhooks/runpod/{token}", timeout=5, json={
-        "id": job["runpod"]["job_id"], "status": "COMPLETED", "executionTime": 999_999})
-    assert forged.status_code == 200
-    done = api.wait_job(job["job_id"], TERMINAL)
-    cfg = stack.settings
-    truth = requests.get(f"{cfg.runpod_base_url}/gpubill-overlay/status/{job['runpod']['job_id']}",
-                         timeout=5, headers={
-                             "Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}).json()
-    assert truth["status"] == "COMPLETED" and truth["executionTime"] < 10_000
-    want = rates.charge(rates.quote("overlay", 30), truth["executionTime"])
-    assert (done["status"], done["charge"]) == ("completed", want)
-    assert api.wallet(user)["balance"] == 500 - want
-    invariants()
