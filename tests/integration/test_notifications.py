@@ -39,6 +39,13 @@ def row(sessions, job_id: str) -> Notification:
         return s.scalars(select(Notification).where(Notification.job_id == job_id)).one()
 
 
+def settled_row(sessions, job_id: str) -> Notification:
+    """The row once the worker has recorded the delivery: the sink sees the 2xx before the
+    worker's transaction that marks the row sent commits."""
+    return wait_for(lambda: (n := row(sessions, job_id)).status != NotificationStatus.PENDING and n,
+                    30, f"notification row of {job_id} settled")
+
+
 def test_completed_job_notification_is_signed_stripe_style(api, stack, sessions, notify_sink, invariants) -> None:
     user = funded(api)
     job_id = submit(api, user, {"execution_ms": 200})
@@ -54,7 +61,7 @@ def test_completed_job_notification_is_signed_stripe_style(api, stack, sessions,
     obj = event["data"]["object"]
     assert (obj["job_id"], obj["status"], obj["charge"], obj["released"]) == (
         job_id, "completed", job["charge"], job["released"])
-    stored = row(sessions, job_id)
+    stored = settled_row(sessions, job_id)
     assert (stored.id, stored.status, stored.attempts) == (event["id"], NotificationStatus.SENT, 1)
     invariants()
 
@@ -70,7 +77,7 @@ def test_failed_delivery_is_retried_with_the_same_event_id(api, sessions, notify
     attempts = notify_sink.for_job(job_id)
     assert [d.status for d in attempts] == [500, 500, 200]
     assert len({d.event["id"] for d in attempts}) == 1
-    stored = row(sessions, job_id)
+    stored = settled_row(sessions, job_id)
     assert stored.status == NotificationStatus.SENT and stored.attempts == 3
     assert stored.last_error == "HTTP 500"  # the last failure is kept for audit
     invariants()
