@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     stripe_webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     # Which Stripe mode this deployment serves: test-mode events never touch a live ledger.
     stripe_livemode: bool = False
-    # Stripe-Signature tolerance, seconds (Stripe's default, design.md).
+    # Stripe-Signature tolerance, seconds (Stripe's default, docs/architecture.md).
     stripe_tolerance_s: int = 300
     # Outbound Stripe API (issue 3): secret key, base address (the Stripe stand-in by
     # default; https://api.stripe.com in production), the SDK's retries of network errors

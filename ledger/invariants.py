@@ -1,4 +1,4 @@
-"""The ledger invariants of design.md, checked over the whole database.
+"""The ledger invariants of docs/architecture.md, checked over the whole database.
 
 ``check(session)`` returns every violation found (empty list = consistent). It reads
 only; run it in its own transaction. Used by ``gpubill reconcile``, the demo and the
@@ -25,7 +25,7 @@ from ledger.models import Reversal
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    """One broken invariant: ``invariant`` is its number in design.md (1–6)."""
+    """One broken invariant: ``invariant`` is its number in docs/architecture.md (1–6)."""
 
     invariant: int
     subject: str
@@ -182,5 +182,5 @@ CHECKS: tuple[Callable[..., list[Violation]], ...] = (
 
 
 def check(session: Session) -> list[Violation]:
-    """Every violation of design.md invariants 1–6 in the ledger, in invariant order."""
+    """Every violation of docs/architecture.md invariants 1–6 in the ledger, in invariant order."""
     return [v for c in CHECKS for v in c(session)]

@@ -1,5 +1,5 @@
 """Leases in the database for periodic tasks ("every periodic job is self-locking in the
-DB", design.md): at most one holder per name at a time, across processes and hosts.
+DB", docs/architecture.md): at most one holder per name at a time, across processes and hosts.
 
 A lease expires after ``ttl_s`` so a holder that crashed frees it without an operator.
 """

@@ -38,7 +38,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-# System accounts (design.md "Money model"); wallets get ``wallet:{user_id}``.
+# System accounts (docs/architecture.md "Money model"); wallets get ``wallet:{user_id}``.
 STRIPE_CLEARING = "stripe:clearing"
 REVENUE_GPU = "revenue:gpu"
 PROMOTIONS = "promotions"

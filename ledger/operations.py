@@ -171,7 +171,7 @@ def transfer(session: Session, *, user_id: str, amount: int, counter: str, kind:
 
     ``amount`` > 0 credits the wallet, < 0 debits it. A debit needs ``available ≥ −amount``
     (one conditional UPDATE) unless ``allow_debt`` — claw-backs may take a wallet into
-    debt (design.md "Debt"), never breaking its open holds. Postings: wallet +amount,
+    debt (docs/architecture.md "Debt"), never breaking its open holds. Postings: wallet +amount,
     ``counter`` −amount. ``kind`` is a ``TxKind``; ``op_key`` is unique forever (e.g.
     ``refund:{re_id}``). Replays return the first outcome. Raises ``InsufficientFunds``
     (nothing written), ``IdempotencyConflict``, ``ValueError`` (amount 0).

@@ -1,4 +1,4 @@
-"""Reconciliation: every invariant of design.md over the whole ledger, plus Stripe-side
+"""Reconciliation: every invariant of docs/architecture.md over the whole ledger, plus Stripe-side
 consistency, with a per-check summary; the nightly run is recorded in ``reconcile_runs``.
 
 Checks marked ``@keyed`` run chunk by chunk over their subject's key (``CHUNK`` keys per

@@ -1,4 +1,4 @@
-"""Quotes and settlement amounts (design.md "Pricing"). Pure: Decimal in, int credits out.
+"""Quotes and settlement amounts (docs/architecture.md "Pricing"). Pure: Decimal in, int credits out.
 
 - ``quote()``: hold = ceil(estimate × safety × price), at least ``min_charge`` and at
   least what funds the rate card's ``min_funded_gpu_seconds`` (RunPod refuses an

@@ -1,4 +1,4 @@
-"""The Celery app: reliability settings of design.md "Delivery guarantees", queues, beat.
+"""The Celery app: reliability settings of docs/architecture.md "Delivery guarantees", queues, beat.
 
 - ``acks_late`` + ``task_reject_on_worker_lost``: a task whose worker dies is redelivered,
   never lost; every task is idempotent, so redelivery is safe.

@@ -1,4 +1,4 @@
-"""The job lifecycle (design.md "Job lifecycle"): hold → dispatch → track → capture or
+"""The job lifecycle (docs/architecture.md "Job lifecycle"): hold → dispatch → track → capture or
 release. Service functions, one DB transaction each; the Celery tasks are thin adapters.
 
 State changes are compare-and-set on ``jobs.status`` under a row lock (``FOR UPDATE``

@@ -1,4 +1,4 @@
-"""Applying stored Stripe events to the ledger (design.md "Stripe").
+"""Applying stored Stripe events to the ledger (docs/architecture.md "Stripe").
 
 One handler per event type (checkout here; refunds, disputes and invoices in
 ``worker.stripe_refunds``); unknown types are kept and marked ``ignored``. Each event is

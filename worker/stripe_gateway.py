@@ -1,4 +1,4 @@
-"""Outbound Stripe calls through ``stripe.StripeClient`` (design.md "Stripe").
+"""Outbound Stripe calls through ``stripe.StripeClient`` (docs/architecture.md "Stripe").
 
 One client per process, built from settings: the secret key, the API base address
 (``GPUBILL_STRIPE_API_BASE``: the local stand-in by default, ``https://api.stripe.com``

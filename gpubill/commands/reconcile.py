@@ -20,7 +20,7 @@ PROGRESS_FROM = 20_000
 @click.option("--show", default=50, show_default=True, type=click.IntRange(min=0),
               help="Violations to list.")
 def reconcile(progress: bool | None, record: bool, show: int) -> None:
-    """Check every invariant of design.md over the whole ledger and Stripe-side
+    """Check every invariant of docs/architecture.md over the whole ledger and Stripe-side
     consistency (paid sessions credited once, refunds clawed back once). Prints one row
     per check (rows examined, violations); exit 1 on any violation."""
     from ledger.reconcile import run_checks, snapshot, work

@@ -1,5 +1,5 @@
 """Ledger operations on the real database: money moves once, replays change nothing,
-and every invariant of design.md holds after every step."""
+and every invariant of docs/architecture.md holds after every step."""
 from __future__ import annotations
 
 import secrets

@@ -1,5 +1,5 @@
 """Reference rate-card arithmetic, written from the rate card's own comments and
-design.md "Pricing" — deliberately NOT importing ``pricing``, ``ledger`` or ``worker``.
+docs/architecture.md "Pricing" — deliberately NOT importing ``pricing``, ``ledger`` or ``worker``.
 
 It reads ``pricing/ratecards/*.toml``, ``pricing/packs.toml`` and ``pricing/plans.toml``
 with ``tomllib`` and recomputes, with exact ``Fraction`` arithmetic (not Decimal, so a

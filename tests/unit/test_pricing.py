@@ -19,7 +19,7 @@ def p(duration_s: float = 30, resolution: str = "1080p", scale: int | None = Non
 
 
 def test_product_table_for_a_30_second_clip() -> None:
-    # design.md: framing ≈10 GPU-s → 5 credits, overlay ≈15 → 8, upscale 4× ≈60 → 30, track ≈20 → 10
+    # docs/architecture.md: framing ≈10 GPU-s → 5 credits, overlay ≈15 → 8, upscale 4× ≈60 → 30, track ≈20 → 10
     expected = {"framing": (10, 5), "overlay": (15, 8), "upscale": (60, 30), "track": (20, 10)}
     for job_type, (gpu_s, credits) in expected.items():
         q = quote(job_type, p(scale=4 if job_type == "upscale" else None))

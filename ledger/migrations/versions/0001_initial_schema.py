@@ -1,5 +1,5 @@
 """initial schema: accounts, wallets, transactions + postings, holds, jobs, Stripe events,
-top-ups; seeds the system accounts (design.md "Money model").
+top-ups; seeds the system accounts (docs/architecture.md "Money model").
 
 Revision ID: 0001
 Revises: 
