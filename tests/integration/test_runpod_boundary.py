@@ -59,7 +59,7 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
                      60, "every RunPod job billed or written off")
     rows = books(sessions, list(job_ids.values()))
     q = quote("framing", JobParams(duration_s=Decimal(30)))
-    started = billed = stray = 0
+    started = billed = stray = stopped = 0
     executed = charged_ms = written_off = 0
     for nonce, job in jobs.items():
         ran = [t for t in truth if t["input"]["nonce"] == nonce]
@@ -77,14 +77,20 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
             row = rows[other["id"]]
             assert (row.role, row.state, row.execution_ms) == ("stray", "settled", other["executed_ms"])
             stray += 1
+            stopped += other["state"] == "CANCELLED"  # else it finished before our /cancel
             written_off += row.execution_ms
     assert not [r for r in rows.values() if r.id not in {t["id"] for t in truth}]
+    unbooked = [t["id"] for t in truth if t["id"] not in rows]  # RunPod ran it, our books lack it
+    assert unbooked == []
     assert executed == charged_ms + written_off  # GPU-ms conservation
     assert api.wallet(user)["held"] == 0
     assert api.wallet(user)["balance"] == 500 - sum(j["charge"] for j in jobs.values())
-    print(f"\nconservation: RunPod jobs started {started}, billed {billed}, stray cancelled/"
-          f"written off {stray}; GPU-ms executed {executed} = charged {charged_ms} + "
-          f"written off {written_off}")
+    lost = sum(j["status"] == "lost" for j in jobs.values())
+    print(f"\nconservation (issue 11 closing figures): RunPod jobs started {started}: billed "
+          f"{billed}, strays {stray} (cancelled by us {stopped}, finished first {stray - stopped}; "
+          f"all written off), unaccounted {len(unbooked)}; our jobs lost {lost}; GPU-ms executed "
+          f"{executed} = charged {charged_ms} + written off {written_off}; credits charged "
+          f"{sum(j['charge'] for j in jobs.values())}")
     invariants()
 
 
@@ -151,6 +157,7 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     executed = sum(t["executed_ms"] for t in truth)
     written_off = sum(rows[t["id"]].execution_ms for t in strays)
     assert executed == bill["executed_ms"] + written_off
-    print(f"\nSIGKILL window: RunPod jobs {len(truth)}, billed 1, strays {len(strays)}; "
+    print(f"\nSIGKILL window: RunPod jobs {len(truth)}, billed 1, strays {len(strays)} (cancelled "
+          f"by us {sum(t['state'] == 'CANCELLED' for t in strays)}, /cancel failed twice first); "
           f"GPU-ms executed {executed} = charged {bill['executed_ms']} + written off {written_off}")
     invariants()
