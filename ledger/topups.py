@@ -204,7 +204,8 @@ def apply_dispute(s: Session, topup: Topup, *, dispute_id: str, amount: int, ste
     ``step``: ``inquiry`` (no funds moved), ``withdrawn`` (claw back the disputed share,
     ``dispute:{id}:withdrawn``), ``won`` (funds reinstated or closed won: restore,
     ``dispute:{id}:reinstated``), ``lost`` (stays clawed back; claws back first if the
-    withdrawal was never seen). Won/lost/reinstated are terminal. Returns credits clawed.
+    withdrawal was never seen). Won and reinstated are terminal; ``lost`` is not: a later
+    ``won`` (funds reinstated after an appeal) restores. Returns credits clawed.
     """
     fresh, after_withdrawn = _DISPUTE[step]
     rev = s.get(Reversal, dispute_id, with_for_update=True)
@@ -217,6 +218,11 @@ def apply_dispute(s: Session, topup: Topup, *, dispute_id: str, amount: int, ste
         if after_withdrawn == ReversalStatus.REINSTATED:
             return _settle(s, topup, rev, f"dispute:{dispute_id}:reinstated")
         return 0
+    elif rev.status == ReversalStatus.LOST and step == "won":
+        # Won on appeal (API 2026-10-28: appeal_needs_response / appeal_under_review
+        # after lost): Stripe reinstates the funds, so ``lost`` was not final.
+        rev.status = ReversalStatus.REINSTATED
+        return _settle(s, topup, rev, f"dispute:{dispute_id}:reinstated")
     else:
         return 0
     if rev.status in (ReversalStatus.WITHDRAWN, ReversalStatus.LOST):

@@ -4,10 +4,21 @@
   refund of the charge — listed in ``charge.refunds`` or, when that list is missing or
   short (API versions since 2022-11-15 omit it), re-fetched from Stripe.
 - ``refund.created`` / ``refund.updated`` / ``refund.failed`` (a Refund) apply that refund;
-  ``failed``/``canceled`` restore what it clawed back.
-- ``charge.dispute.*`` (a Dispute): created/funds_withdrawn claw back, funds_reinstated
-  or closed ``won`` restore, closed ``lost`` keeps the claw-back; ``warning_*`` statuses
-  are inquiries (no funds move).
+  ``failed``/``canceled`` restore what it clawed back. ``charge.refund.updated`` (a
+  Refund) is the same: webhook endpoints on API versions before 2024-10-28 get card
+  refunds' updates only as that event (https://docs.stripe.com/changelog/acacia/2024-10-28/refund-webhook-update),
+  so a failed card refund restores its credits whichever event carries it; keyed on the
+  refund id (``refund:{re_id}``, ``refund:{re_id}:restore``), so both arriving applies once.
+- ``charge.dispute.*`` (a Dispute) follow the money: ``funds_withdrawn`` (and
+  ``created`` of a dispute that is not an inquiry or prevented) claw back;
+  ``funds_reinstated`` restores — also after ``closed`` ``lost``, when the dispute is won
+  on appeal (``appeal_needs_response`` / ``appeal_under_review``, API 2026-10-28; these
+  statuses alone move nothing); ``closed`` ``won`` restores, ``lost`` keeps the claw-back.
+  ``warning_*`` statuses are inquiries and ``prevented`` (API 2025-08-27.basil: "Stripe can
+  block or resolve disputes before they're raised to formal chargebacks",
+  https://docs.stripe.com/changelog/basil/2025-08-27/add-preventions-to-dispute) withdrew
+  no funds: created so, nothing is clawed back; closed so, whatever the dispute took is
+  restored.
 
 Invoices and subscriptions: ``worker.stripe_subscriptions``.
 """
@@ -87,16 +98,21 @@ def refund_event(s: Session, refund: dict[str, Any], event: StripeEvent) -> str:
     return EventStatus.PROCESSED
 
 
+NO_FUNDS_MOVED = ("prevented",)  # besides the warning_* inquiry statuses
+
+
 def _dispute_step(event_type: str, status: str) -> str | None:
     if event_type == "charge.dispute.created":
-        return "inquiry" if status.startswith("warning_") else "withdrawn"
+        return "inquiry" if status.startswith("warning_") or status in NO_FUNDS_MOVED else "withdrawn"
     if event_type == "charge.dispute.funds_withdrawn":
         return "withdrawn"
     if event_type == "charge.dispute.funds_reinstated":
         return "won"
     if event_type == "charge.dispute.closed":
         # warning_closed: an inquiry closed without a dispute; nothing was withdrawn.
-        return {"won": "won", "lost": "lost", "warning_closed": "won"}.get(status)
+        # warning_closed: an inquiry closed without a dispute; prevented: stopped before
+        # it became a chargeback. Neither keeps funds: restore whatever was taken (if any).
+        return {"won": "won", "lost": "lost", "warning_closed": "won", "prevented": "won"}.get(status)
     return None
 
 
@@ -120,6 +136,7 @@ HANDLERS = {
     "refund.created": refund_event,
     "refund.updated": refund_event,
     "refund.failed": refund_event,
+    "charge.refund.updated": refund_event,  # API versions before 2024-10-28 (card refunds)
     "charge.dispute.created": dispute_event,
     "charge.dispute.funds_withdrawn": dispute_event,
     "charge.dispute.funds_reinstated": dispute_event,

@@ -13,7 +13,9 @@ Control (JSON, no auth, local use only) — every action answers
 ``POST /_control/checkout/sessions/{id}/pay`` ``{method: card|delayed, outcome}``,
 ``…/{id}/settle`` ``{outcome}``, ``…/{id}/expire``, ``…/{id}/refund`` ``{amount?, list_refunds?}``,
 ``…/{id}/dispute`` ``{amount?}``, ``POST /_control/refunds/{id}/fail``,
-``POST /_control/disputes/{id}/close`` ``{outcome: won|lost}``,
+``POST /_control/disputes/{id}/close`` ``{outcome: won|lost|appeal}`` (appeal: a lost one won
+on appeal), ``{api_version}`` on refund/fail (before 2024-10-28: legacy refund events),
+``{prevented}`` on dispute,
 ``POST /_control/invoices`` ``{customer, price, amount?, quantity?}``,
 ``POST /_control/subscriptions/{sub}/renew``, ``…/{sub}/change`` ``{price, remaining?}``
 (proration invoiced at once), ``…/{sub}/cancel``. A ``mode=subscription`` session is
@@ -197,9 +199,10 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
         elif verb == "expire":
             events = state.expire(sid)
         elif verb == "refund":
-            events = state.refund(sid, body.get("amount"), bool(body.get("list_refunds")))
+            events = state.refund(sid, body.get("amount"), bool(body.get("list_refunds")),
+                                  body.get("api_version"))
         elif verb == "dispute":
-            events = state.dispute(sid, body.get("amount"))
+            events = state.dispute(sid, body.get("amount"), bool(body.get("prevented")))
         else:
             raise NotFound(f"unknown action {verb}")
         return events[-1]["data"]["object"], events
@@ -210,7 +213,7 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
 
     @app.post("/_control/refunds/<rid>/fail")
     def control_fail_refund(rid: str) -> ResponseReturnValue:
-        return action(lambda body: (state.get("refund", rid), state.fail_refund(rid)))
+        return action(lambda body: (state.get("refund", rid), state.fail_refund(rid, body.get("api_version"))))
 
     @app.post("/_control/disputes/<did>/close")
     def control_close_dispute(did: str) -> ResponseReturnValue:

@@ -18,6 +18,16 @@ from emulators.stripe.events import new_id
 Obj = dict[str, Any]
 
 
+
+LEGACY_REFUND_EVENTS_BEFORE = "2024-10-28"  # docs.stripe.com/changelog/acacia/2024-10-28/refund-webhook-update
+
+
+def legacy_refund_events(api_version: str | None) -> bool:
+    """An endpoint on an API version before 2024-10-28: card refunds send no
+    ``refund.*`` events (``charge.refunded``, ``charge.refund.updated`` instead)."""
+    return bool(api_version) and str(api_version)[:10] < LEGACY_REFUND_EVENTS_BEFORE
+
+
 class NotFound(KeyError):
     """No such object (the API answers 404 ``resource_missing``)."""
 
@@ -74,10 +84,12 @@ class StripeState:
                      if all(o.get(k) == v for k, v in filters.items())]
             return copy.deepcopy(found[:limit]), len(found) > limit
 
-    def _events(self, *items: tuple[str, Obj]) -> list[Obj]:
+    def _events(self, *items: tuple[str, Obj], api_version: str | None = None) -> list[Obj]:
         out = []
         for type_, obj in items:
             ev = envelope(type_, obj)
+            if api_version:
+                ev["api_version"] = api_version
             self._put("event", ev)
             out.append(copy.deepcopy(ev))
         return out
@@ -305,10 +317,13 @@ class StripeState:
             raise InvalidRequest(f"session {sid_or_charge} is not paid")
         return self._obj("charge", pi["latest_charge"])
 
-    def refund(self, target: str, amount: int | None = None, list_refunds: bool = False) -> list[Obj]:
+    def refund(self, target: str, amount: int | None = None, list_refunds: bool = False,
+               api_version: str | None = None) -> list[Obj]:
         """Refund ``amount`` cents (default: what is left) of a paid session's charge.
         ``charge.refunded`` lists the refunds only with ``list_refunds`` (API versions
-        since 2022-11-15 leave them out, so consumers re-fetch them)."""
+        since 2022-11-15 leave them out, so consumers re-fetch them). For an endpoint on
+        an ``api_version`` before 2024-10-28 (``legacy_refund_events``) a card refund
+        sends no ``refund.created``, only ``charge.refunded``."""
         with self.lock:
             ch = self.charge_of(target)
             left = ch["amount"] - ch["amount_refunded"]
@@ -324,10 +339,16 @@ class StripeState:
             snapshot = copy.deepcopy(ch)
             if not list_refunds:
                 snapshot.pop("refunds")
-            return self._events(("refund.created", re), ("charge.refunded", snapshot))
+            if legacy_refund_events(api_version):
+                return self._events(("charge.refunded", snapshot), api_version=api_version)
+            return self._events(("refund.created", re), ("charge.refunded", snapshot),
+                                api_version=api_version)
 
-    def fail_refund(self, refund_id: str) -> list[Obj]:
-        """A refund fails after it was made (the money comes back to the merchant)."""
+    def fail_refund(self, refund_id: str, api_version: str | None = None) -> list[Obj]:
+        """A refund fails after it was made (the money comes back to the merchant). An
+        endpoint on an ``api_version`` before 2024-10-28 gets it as
+        ``charge.refund.updated`` (the Refund) instead of ``refund.updated`` /
+        ``refund.failed``."""
         with self.lock:
             re = self._obj("refund", refund_id)
             if re["status"] in ("failed", "canceled"):
@@ -339,22 +360,42 @@ class StripeState:
             for listed in ch["refunds"]["data"]:
                 if listed["id"] == refund_id:
                     listed.update(status="failed", failure_reason="expired_or_canceled_card")
-            return self._events(("refund.updated", re), ("refund.failed", re))
+            if legacy_refund_events(api_version):
+                return self._events(("charge.refund.updated", re), api_version=api_version)
+            return self._events(("refund.updated", re), ("refund.failed", re), api_version=api_version)
 
-    def dispute(self, target: str, amount: int | None = None) -> list[Obj]:
-        """The cardholder disputes a paid session's charge; funds are withdrawn."""
+    def dispute(self, target: str, amount: int | None = None, prevented: bool = False) -> list[Obj]:
+        """The cardholder disputes a paid session's charge; funds are withdrawn. With
+        ``prevented`` the dispute is stopped before it becomes a chargeback (status
+        ``prevented``, API 2025-08-27.basil): created and closed so, no funds withdrawn."""
         with self.lock:
             ch = self.charge_of(target)
             amount = ch["amount"] - ch["amount_refunded"] if amount is None else amount
             dp = self._put("dispute", objects.dispute(amount=amount, currency=ch["currency"],
-                                                       charge_id=ch["id"], payment_intent=ch["payment_intent"]))
+                                                       charge_id=ch["id"], payment_intent=ch["payment_intent"],
+                                                       status="prevented" if prevented else "needs_response"))
             ch["disputed"] = True
+            if prevented:
+                return self._events(("charge.dispute.created", dp), ("charge.dispute.closed", dp))
             return self._events(("charge.dispute.created", dp), ("charge.dispute.funds_withdrawn", dp))
 
     def close_dispute(self, dispute_id: str, outcome: str) -> list[Obj]:
-        """The dispute ends ``won`` (funds reinstated) or ``lost``."""
+        """The dispute ends ``won`` (funds reinstated) or ``lost``; a ``lost`` one may then
+        be won on ``appeal`` (API 2026-10-28: ``appeal_needs_response``,
+        ``appeal_under_review`` as ``charge.dispute.updated``, then funds reinstated and
+        closed ``won``)."""
         with self.lock:
             dp = self._obj("dispute", dispute_id)
+            if outcome == "appeal":
+                if dp["status"] != "lost":
+                    raise InvalidRequest(f"dispute {dispute_id} is {dp['status']}, not lost")
+                events = []
+                for status in ("appeal_needs_response", "appeal_under_review"):
+                    dp["status"] = status
+                    events += self._events(("charge.dispute.updated", dp))
+                dp["status"] = "won"
+                return events + self._events(("charge.dispute.funds_reinstated", dp),
+                                             ("charge.dispute.closed", dp))
             if dp["status"] in ("won", "lost"):
                 raise InvalidRequest(f"dispute {dispute_id} already {dp['status']}")
             if outcome == "won":

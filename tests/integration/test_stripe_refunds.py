@@ -169,3 +169,66 @@ def test_invoice_with_an_unknown_price_is_parked_with_a_reason(api, sessions, in
     assert "no line names a known plan price" in db_event(sessions, paid_evt).last_error
     assert api.wallet(user)["balance"] == 500
     invariants()
+
+
+OLD_API = "2024-09-30.acacia"  # before 2024-10-28: card refunds send no refund.* events
+
+
+def test_old_endpoint_card_refund_failure_restores_via_charge_refund_updated(
+        api, sessions, invariants) -> None:
+    """Issue 12 case 8: a webhook endpoint on an API version before 2024-10-28 gets a card
+    refund as ``charge.refunded`` only (its refunds re-fetched) and the refund's failure
+    as ``charge.refund.updated`` only; the failure restores the credits, once, keyed on
+    the refund id. 500 credits for 500 cents: 200 cents refunded = 200 credits."""
+    user, session_id = bought(api, "small")
+    refunded = api.stripe.refund(session_id, 200, api_version=OLD_API)
+    assert [e["type"] for e in refunded["events"]] == ["charge.refunded"]
+    settle(sessions, event_ids(refunded))
+    assert api.wallet(user)["balance"] == 300
+    [rid] = [r["id"] for r in StripeGateway(api.cfg).refunds_of_charge(refunded["object"]["id"])]
+    failed = api.stripe.fail_refund(rid, api_version=OLD_API, duplicate=True)
+    assert {e["type"] for e in failed["events"]} == {"charge.refund.updated"}
+    settle(sessions, event_ids(failed))
+    assert api.wallet(user)["balance"] == 500
+    assert [t[:3] for t in transactions(sessions, user)[1:]] == [
+        ("clawback", f"refund:{rid}", -200), ("restore", f"refund:{rid}:restore", 200)]
+    invariants()
+
+
+def test_dispute_lost_then_won_on_appeal_is_reinstated(api, sessions, invariants) -> None:
+    """Issue 12 case 7: ``lost`` is not final. 2,200 credits for 2,000 cents, 1,000 cents
+    disputed: 1,100 clawed back, kept when lost; the appeal (appeal_needs_response,
+    appeal_under_review, then funds_reinstated and closed won) restores the 1,100 once."""
+    user, session_id = bought(api, "medium")
+    opened = api.stripe.dispute(session_id, 1000)
+    settle(sessions, event_ids(opened))
+    dp = opened["object"]["id"]
+    lost = api.stripe.close_dispute(dp, "lost")
+    settle(sessions, event_ids(lost))
+    assert api.wallet(user)["balance"] == 1100
+    appeal = api.stripe.close_dispute(dp, "appeal", duplicate=True)
+    assert [e["data"]["object"]["status"] for e in appeal["events"]] == [
+        "appeal_needs_response", "appeal_under_review", "won", "won"]
+    settle(sessions, event_ids(appeal))
+    assert api.wallet(user)["balance"] == 2200
+    assert [t[:3] for t in transactions(sessions, user)[1:]] == [
+        ("clawback", f"dispute:{dp}:withdrawn", -1100), ("restore", f"dispute:{dp}:reinstated", 1100)]
+    assert reversal(sessions, dp).status == ReversalStatus.REINSTATED
+    invariants()
+
+
+@pytest.mark.parametrize("first", ["created", "closed"])
+def test_prevented_dispute_claws_nothing_back(api, sessions, invariants, first) -> None:
+    """Issue 12 case 7: a dispute ``prevented`` (API 2025-08-27.basil) never became a
+    chargeback and withdrew no funds. Its two events (created and closed with that
+    status, each delivered twice) are applied one after the other, in either order:
+    the 500 credits stay untouched at every step."""
+    user, session_id = bought(api, "small")
+    prevented = api.stripe.dispute(session_id, prevented=True, deliver=False)
+    events = {e["type"].rsplit(".", 1)[1]: e for e in prevented["events"]}
+    assert set(events) == {"created", "closed"}
+    for step in (first, ({"created", "closed"} - {first}).pop()):
+        settle(sessions, post_all(api, [events[step]] * 2))
+        assert api.wallet(user)["balance"] == 500, step
+    assert [t[0] for t in transactions(sessions, user)] == ["topup"]
+    invariants()

@@ -101,7 +101,8 @@ def test_invoice_before_the_checkout_completion_still_credits_once(api, sessions
 
 def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, invariants) -> None:
     """Case 3: the invoice is linked to its PaymentIntent by ``invoice_payment.paid``;
-    a partial refund claws back ceil(credits × refunded / paid), once."""
+    a partial refund claws back ceil(credits × refunded / paid), once; a dispute of the
+    same charge is withdrawn, lost, then reinstated after a won appeal (case 7)."""
     user = uid("ref")
     created = subscribe(api, user, "pro")
     paid = api.stripe.pay(created["session_id"])
@@ -114,6 +115,12 @@ def test_refund_of_an_invoice_charge_claws_back_its_share_once(api, sessions, in
     disputed = api.stripe.dispute(invoice["id"], 1000)
     settle(sessions, event_ids(disputed))
     assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
+    # Case 7: the dispute is lost (stays clawed back), then won on appeal (reinstated).
+    dp = disputed["object"]["id"]
+    settle(sessions, event_ids(api.stripe.close_dispute(dp, "lost")))
+    assert wallet(api, user)["balance"] == pro.credits - 1250 - 1000
+    settle(sessions, event_ids(api.stripe.close_dispute(dp, "appeal", order="shuffled")))
+    assert wallet(api, user)["balance"] == pro.credits - 1250
     # The stand-in's ground truth: what it charged, refunded and saw disputed.
     truth = requests.get(f"{api.stripe.base}/_control/ledger", timeout=10).json()
     inv = next(i for i in truth["invoices"] if i["id"] == invoice["id"])
