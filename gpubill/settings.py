@@ -64,10 +64,14 @@ class Settings(BaseSettings):
     stripe_max_network_retries: int = 2
     stripe_success_url: str = "http://127.0.0.1:8000/topups/done?session_id={CHECKOUT_SESSION_ID}"
     stripe_cancel_url: str = "http://127.0.0.1:8000/topups/cancelled"
-    # A refund/dispute/invoice whose top-up or customer is not known yet is retried this
-    # many times (backoff from stripe_retry_base_s, doubling, capped at 60 s), then parked.
+    # A refund/dispute/invoice whose top-up or customer is not known yet is retried
+    # (backoff from stripe_retry_base_s, doubling, capped at 60 s; then the outbox
+    # sweeper's re-publishes, capped at 600 s) and parked only once it had at least
+    # stripe_pending_attempts attempts AND waited stripe_pending_window_s: as long as
+    # Stripe itself keeps retrying a delivery ("up to three days", docs.stripe.com/webhooks).
     stripe_pending_attempts: int = 8
     stripe_retry_base_s: float = 1.0
+    stripe_pending_window_s: float = 3 * 24 * 3600.0
     # Subscription plans (Stripe price id → monthly credits); empty → pricing/plans.toml.
     plans_file: Path | None = None
 

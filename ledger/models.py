@@ -302,6 +302,7 @@ class EventStatus:
     PROCESSED = "processed"
     IGNORED = "ignored"
     FAILED = "failed"
+    WRONG_MODE = "wrong_mode"  # livemode differs from the deployment's: not applied, reported
 
 
 class StripeEvent(Base):

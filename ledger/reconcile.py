@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.invariants import CHECKS, Violation, keyed
 from ledger.models import (
-    Job, JobStatus, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
+    EventStatus, Job, JobStatus, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
 )
 from ledger.jobs import PARKED, POISON_CANCELLED, job_quote
 from ledger.topups import share
@@ -68,6 +68,30 @@ def _paid_sessions_credited(s: Session, within: ColumnElement[bool]) -> list[Vio
 
 
 _paid_sessions_credited.chunk = 500  # type: ignore[attr-defined]  # raw payloads: smaller chunks
+
+
+# Event types whose handler moves money (credit, grant, claw-back, restore) or links the
+# payment a later claw-back needs: parked, they leave the ledger short of what Stripe did.
+MONEY_EVENTS = (*PAID_EVENTS, "charge.refunded", "refund.created", "refund.updated", "refund.failed",
+                "charge.refund.updated", "charge.dispute.created", "charge.dispute.funds_withdrawn",
+                "charge.dispute.funds_reinstated", "charge.dispute.closed", "invoice.paid",
+                "invoice_payment.paid")
+
+
+@keyed(StripeEvent.id, "events parked or in the wrong mode (stripe)")
+def _events_not_applied(s: Session, within: ColumnElement[bool]) -> list[Violation]:
+    """Stripe events that did not reach the ledger and never will by themselves (issue
+    12): one whose ``livemode`` differs from the deployment's (``wrong_mode``, a
+    misconfigured key or endpoint), and a parked (``failed``) event of a type that moves
+    money. Each is named with its reason; ``gpubill events replay`` re-applies a parked one."""
+    rows = s.execute(select(StripeEvent.id, StripeEvent.type, StripeEvent.status, StripeEvent.last_error)
+                     .where(within, or_(StripeEvent.status == EventStatus.WRONG_MODE,
+                                        and_(StripeEvent.status == EventStatus.FAILED,
+                                             StripeEvent.type.in_(MONEY_EVENTS)))))
+    return [Violation(5, f"stripe event {eid}",
+                      f"{etype} {'in the wrong mode (livemode differs from the deployment)' if status == EventStatus.WRONG_MODE else 'parked'}: "
+                      f"{(error or '')[:200]}")
+            for eid, etype, status, error in rows]
 
 
 @keyed(Topup.id, "top-up credits match (stripe)")
@@ -187,7 +211,8 @@ def gpu_violations(s: Session) -> list[Violation]:
 
 def stripe_checks() -> tuple[Callable[..., list[Violation]], ...]:
     """Stripe-side consistency checks (same shape as ``ledger.invariants.CHECKS``)."""
-    return (_paid_sessions_credited, _topup_amounts, _reversals_clawed_once, _topup_clawed_share)
+    return (_paid_sessions_credited, _topup_amounts, _reversals_clawed_once, _topup_clawed_share,
+            _events_not_applied)
 
 
 @dataclass

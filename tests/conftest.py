@@ -158,6 +158,7 @@ def stack(backend: Backend, db_url: str, notify_sink: NotifySink) -> Iterator[St
         "GPUBILL_OUTBOX_AFTER_S": "3",
         # Stripe flows (issue 3): a refund before its top-up waits ~a few seconds, then parks.
         "GPUBILL_STRIPE_PENDING_ATTEMPTS": "6",
+        "GPUBILL_STRIPE_PENDING_WINDOW_S": "2",  # production: 3 days, as Stripe retries
         "GPUBILL_STRIPE_RETRY_BASE_S": "0.25",
         # Job lifecycle (issue 4): short waits so failure paths settle in seconds.
         "GPUBILL_EXPIRY_INTERVAL_S": "1",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import transaction
@@ -28,6 +28,7 @@ from ledger.models import (
     StripeEvent,
     utcnow,
 )
+from ledger.reconcile import MONEY_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,12 @@ class LedgerCollector(Collector):
             unprocessed, oldest = s.execute(
                 select(func.count(), func.min(StripeEvent.received_at))
                 .where(StripeEvent.status == EventStatus.RECEIVED)).one()
+            not_applied = dict(s.execute(
+                select(StripeEvent.status, func.count())
+                .where(or_(StripeEvent.status == EventStatus.WRONG_MODE,
+                           and_(StripeEvent.status == EventStatus.FAILED,
+                                StripeEvent.type.in_(MONEY_EVENTS))))
+                .group_by(StripeEvent.status)).all())
             now = utcnow()
 
         by_state = GaugeMetricFamily("gpubill_jobs", "Jobs by lifecycle state.", labels=["state"])
@@ -115,4 +122,13 @@ class LedgerCollector(Collector):
         age = GaugeMetricFamily("gpubill_stripe_oldest_unprocessed_event_age_seconds",
                                 "Age of the oldest Stripe event not yet processed; 0 if none.")
         age.add_metric([], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
-        return [by_state, holds, held, credits, backlog, age]
+        # Issue 12: what reconcile reports as "events parked or in the wrong mode", as a gauge
+        # to alert on (0 when healthy).
+        stuck = GaugeMetricFamily(
+            "gpubill_stripe_events_not_applied",
+            "Stripe events that will not reach the ledger by themselves: parked events of a "
+            "money-moving type (reason=parked) and events whose livemode differs from the "
+            "deployment's (reason=wrong_mode).", labels=["reason"])
+        stuck.add_metric(["parked"], not_applied.get(EventStatus.FAILED, 0))
+        stuck.add_metric(["wrong_mode"], not_applied.get(EventStatus.WRONG_MODE, 0))
+        return [by_state, holds, held, credits, backlog, age, stuck]

@@ -6,10 +6,13 @@ applied at most once: the event row is locked and its status compared, and the m
 behind it carries its own operation key (``topup:{session_id}``, ``refund:{re_id}`` …),
 so the same payment arriving as another event object moves nothing twice.
 
-Outcomes: ``processed`` / ``ignored``; ``Rejected`` → ``failed`` with the reason;
+Outcomes: ``processed`` / ``ignored`` / ``wrong_mode`` (livemode differs from the
+deployment's); ``Rejected`` → ``failed`` with the reason;
 ``NotYet`` (a refund before its top-up is credited, an invoice before its customer is
 linked) → stays ``received`` with the reason in ``last_error`` and is retried with
-backoff until ``stripe_pending_attempts`` attempts, then ``failed``.
+capped backoff (task retries, then the outbox sweeper) until it had
+``stripe_pending_attempts`` attempts and waited ``stripe_pending_window_s`` (3 days, as
+long as Stripe retries), then ``failed`` — which ``gpubill reconcile`` reports.
 """
 from __future__ import annotations
 
@@ -125,14 +128,17 @@ HANDLERS: dict[str, Handler] = {
 
 
 def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool,
-                  max_attempts: int = 8) -> str | None:
+                  max_attempts: int = 8, window_s: float = 0.0) -> str | None:
     """Apply stored event ``event_id`` once; returns its status after (``PENDING`` when
     it waits for something not known yet), None if unknown.
 
     A parked (``failed``) event is left as it is until ``gpubill events replay`` sets it
-    back to ``received``. A ``livemode`` that differs from this deployment's is ignored (test-mode events never
-    touch a live ledger). ``Rejected`` parks the event as ``failed``; ``NotYet`` keeps it
-    ``received`` until ``max_attempts``, then parks it. Other errors propagate (the
+    back to ``received``. A ``livemode`` that differs from this deployment's is stored
+    ``wrong_mode`` (test-mode events never touch a live ledger; ``gpubill reconcile``
+    reports it). ``Rejected`` parks the event as ``failed``; ``NotYet`` keeps it
+    ``received`` (applied by a later delivery once what it waits for arrives) until it
+    had ``max_attempts`` attempts and waited ``window_s`` seconds since it was received
+    (Stripe's own retry period, 3 days), then parks it. Other errors propagate (the
     transaction rolls back; the task retries or records them).
     """
     with transaction(factory) as s:
@@ -142,12 +148,15 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
         # A parked (failed) event waits for an operator's replay, which sets it back to
         # received: a retry still scheduled from before it was parked, or a second retry
         # chain started by the outbox sweeper, must not apply it behind the operator's back.
-        if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED):
+        if event.status in (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.FAILED,
+                            EventStatus.WRONG_MODE):
             return event.status
         event.attempts += 1
         handler = HANDLERS.get(event.type)
         if event.livemode != livemode:
-            event.status, event.last_error = EventStatus.IGNORED, "livemode differs from deployment"
+            # Stored as wrong_mode and reported by reconcile, never silently ignored: a
+            # live event reaching a test-mode deployment (or the reverse) is a misconfiguration.
+            event.status, event.last_error = EventStatus.WRONG_MODE, "livemode differs from deployment"
         elif handler is None:
             event.status = EventStatus.IGNORED
         else:
@@ -160,13 +169,14 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
                 log.warning("stripe event %s rejected: %s", event_id, rejected)
                 event.status, event.last_error = EventStatus.FAILED, str(rejected)
             except NotYet as waiting:
-                if event.attempts < max_attempts:
+                waited = (utcnow() - event.received_at).total_seconds()
+                if event.attempts < max_attempts or waited < window_s:
                     event.status, event.last_error = EventStatus.RECEIVED, f"waiting: {waiting}"
                     return PENDING
-                log.warning("stripe event %s parked after %d attempts: %s", event_id,
-                            event.attempts, waiting)
+                log.warning("stripe event %s parked after %d attempts (%.0f s): %s", event_id,
+                            event.attempts, waited, waiting)
                 event.status = EventStatus.FAILED
-                event.last_error = f"gave up after {event.attempts} attempts: {waiting}"
+                event.last_error = f"gave up after {event.attempts} attempts ({waited:.0f} s): {waiting}"
         event.processed_at = utcnow()
         return event.status
 

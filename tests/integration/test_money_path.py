@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, JobStatus, LedgerTransaction, Topup
+from ledger.reconcile import run_checks
 from tests.helpers import Api, db_event, wait_for
+from tests.stacks import scrape, value
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)
@@ -71,15 +73,27 @@ def test_amount_mismatch_is_parked_failed_not_credited(api, sessions, invariants
     invariants()
 
 
-def test_livemode_event_never_touches_a_test_ledger(api, sessions, invariants) -> None:
+def wrong_mode_gauge(stack) -> float:  # type: ignore[no-untyped-def]
+    return value(scrape(stack.receiver_url), "gpubill_stripe_events_not_applied", reason="wrong_mode")
+
+
+def test_livemode_event_never_touches_a_test_ledger(api, stack, sessions, invariants) -> None:
     from emulators.stripe import events as se
+    before = wrong_mode_gauge(stack)
     user = uid()
     ev = se.event("checkout.session.completed",
                   se.paid_checkout_session(user_id=user, pack="small", amount_total=500), livemode=True)
     assert api.post_event(ev).status_code == 200
-    stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.IGNORED and e, 20, "ignored")
+    stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.WRONG_MODE and e,
+                      20, "stored as wrong_mode")
     assert "livemode" in stored.last_error
     assert api.wallet(user)["balance"] == 0
+    # Issue 12 case 6: never silently ignored — gpubill reconcile names it.
+    with transaction(sessions) as s:
+        report = run_checks(s)
+    [row] = [r for r in report.results if r.name == "events parked or in the wrong mode (stripe)"]
+    assert f"stripe event {ev['id']}" in [v.subject for v in row.violations]
+    assert wrong_mode_gauge(stack) == before + 1  # and a /metrics gauge to alert on
     invariants()
 
 

@@ -38,7 +38,9 @@ pytestmark = pytest.mark.integration
 
 INVARIANT_ROWS = tuple(check_name(c) for c in CHECKS)
 STRIPE_ROWS = ("paid sessions credited (stripe)", "top-up credits match (stripe)",
-               "refunds clawed back once (stripe)", "top-up claw-backs = refunded share (stripe)")
+               "refunds clawed back once (stripe)", "top-up claw-backs = refunded share (stripe)",
+               "events parked or in the wrong mode (stripe)")
+EVENTS_ROW = "events parked or in the wrong mode (stripe)"
 GPU_ROW = "GPU time conserved (runpod)"
 POISON_ROW = "poison jobs (runpod)"
 N_CHECKS = len(all_checks())
@@ -184,6 +186,26 @@ def test_a_refund_clawed_back_twice(ledger_db) -> None:
     assert result.exit_code == 1
     assert rows["refunds clawed back once (stripe)"][1] == 1
     assert rows["wallet caches (2)"][1] == 0  # a well-formed ledger call: only "once" catches it
+
+
+def test_parked_money_events_and_wrong_mode_events_are_violations(ledger_db) -> None:
+    """Issue 12 cases 4 and 6: a parked (failed) event that moves money, and an event
+    stored ``wrong_mode``, exit 1 and are named; a parked event that moves no money
+    (``charge.succeeded`` only links ids) is not a violation."""
+    def corrupt(s, ids):
+        for eid, etype, status in (("evt_parked_refund", "charge.refunded", "failed"),
+                                   ("evt_live", "checkout.session.completed", "wrong_mode"),
+                                   ("evt_parked_link", "charge.succeeded", "failed")):
+            s.add(StripeEvent(id=eid, type=etype, livemode=False, api_version=None, payload="{}",
+                              status=status, attempts=8, last_error="gave up after 8 attempts: x",
+                              received_at=utcnow()))
+
+    result, rows = corrupted(ledger_db, corrupt)
+    assert result.exit_code == 1
+    assert rows[EVENTS_ROW][1] == 2
+    assert "stripe event evt_parked_refund" in result.output
+    assert "stripe event evt_live" in result.output and "wrong mode" in result.output
+    assert "evt_parked_link" not in result.output
 
 
 def test_chunked_run_finds_what_a_single_pass_finds(ledger_db) -> None:

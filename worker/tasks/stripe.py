@@ -25,7 +25,7 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
     (``gpubill.batch_publisher``). An event waiting for something not known yet (a
     refund before its top-up is credited) is retried with backoff from
     ``stripe_retry_base_s``; the event row counts the attempts and parks it ``failed``
-    after ``stripe_pending_attempts``. In a batch, such an event (or one that met a
+    after ``stripe_pending_attempts`` attempts and ``stripe_pending_window_s`` of waiting. In a batch, such an event (or one that met a
     transient error) is published again as a task of its own, so the others are not
     held back or applied again. Returns the status (one id) or ``{id: status}``.
     """
@@ -36,10 +36,14 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
         except TRANSIENT as exc:
             raise self.retry(exc=exc, countdown=backoff(self.request.retries))
         if status == stripe_events.PENDING:
-            # The attempt bound lives on the event row (the outbox sweeper may deliver it
-            # too); Celery's own retry limit is only set above it.
+            # The bounds (attempts and waiting window) live on the event row; past this
+            # chain's retries the row stays received and the outbox sweeper re-publishes
+            # it (its backoff capped at 600 s) until it applies or parks.
+            limit = cfg.stripe_pending_attempts + MAX_RETRIES
+            if self.request.retries >= limit:
+                return status
             raise self.retry(countdown=backoff(self.request.retries, base=cfg.stripe_retry_base_s),
-                             max_retries=cfg.stripe_pending_attempts + MAX_RETRIES)
+                             max_retries=limit)
         return status
     results: dict[str, str | None] = {}
     for event_id in event_ids:
@@ -65,7 +69,8 @@ def _apply(event_id: str) -> str | None:
     cfg = context.settings()
     try:
         return stripe_events.process_event(context.sessions(), event_id, livemode=cfg.stripe_livemode,
-                                           max_attempts=cfg.stripe_pending_attempts)
+                                           max_attempts=cfg.stripe_pending_attempts,
+                                           window_s=cfg.stripe_pending_window_s)
     except TRANSIENT:
         raise
     except Exception as exc:
