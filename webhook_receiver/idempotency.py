@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` for ``POST /v1/jobs`` (Stripe's semantics).
+"""``Idempotency-Key`` for ``POST /v1/jobs``, ``/v1/topups``, ``/v1/subscriptions`` (Stripe's semantics).
 
 The first answer to a key is stored with a SHA-256 of the request body (canonical JSON:
 sorted keys, no whitespace), in the same transaction as the job it created; the same
@@ -72,5 +72,20 @@ def claim(s: Session, key: str, request_hash: str, answer: Answer,
     if first.request_hash != request_hash:
         raise ApiError(409, "idempotency_key_reused",
                        f"{HEADER} {key!r} was already used with a different request body; "
+                       "use a new key for a new request")
+    return Answer(first.status_code, json.loads(first.response))
+
+
+def first_answer(s: Session, key: str, request_hash: str) -> Answer | None:
+    """The stored first answer to ``key`` (scope: the calling API key), or None; read
+    only. Raises 409 ``idempotency_key_reused`` when it was stored for another body."""
+    first = s.execute(select(IdempotencyKey.request_hash, IdempotencyKey.status_code,
+                             IdempotencyKey.response)
+                      .where(IdempotencyKey.scope == str(g.api_key_id), IdempotencyKey.key == key)).first()
+    if first is None:
+        return None
+    if first.request_hash != request_hash:
+        raise ApiError(409, "idempotency_key_reused",
+                       f"{HEADER} was already used with a different request body; "
                        "use a new key for a new request")
     return Answer(first.status_code, json.loads(first.response))

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
+from sqlalchemy.orm import Session
 from pydantic import BaseModel, ConfigDict, Field
 
 from pricing import Plan, plans_by_id
@@ -19,8 +20,7 @@ from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
-from webhook_receiver.topups import _gateway, stripe_create
-from worker.stripe_gateway import idempotency_key
+from webhook_receiver.topups import _gateway, created_once
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
 
@@ -60,8 +60,9 @@ def create_subscription():  # type: ignore[no-untyped-def]
     if plan is None:
         raise ApiError(422, "invalid_request", f"unknown plan {req.plan!r}",
                        [{"field": "plan", "message": f"one of {sorted(plans_by_id())}"}])
-    key = idempotency_key("subscription", req.user_id, request.headers.get("Idempotency-Key"))
-    session = stripe_create(lambda: _gateway().create_subscription_session(
-        user_id=req.user_id, plan=plan, idempotency_key=key), "subscription session")
-    return jsonify({"subscription_id": session.get("subscription"), "session_id": session["id"],
-                    "checkout_url": session.get("url"), "plan": plan_body(plan)}), 201
+    def store(s: Session, session: dict[str, Any]) -> dict[str, Any]:  # no row of its own
+        return {"subscription_id": session.get("subscription"), "session_id": session["id"],
+                "checkout_url": session.get("url"), "plan": plan_body(plan)}
+
+    return created_once("subscription", req.user_id, lambda key: _gateway().create_subscription_session(
+        user_id=req.user_id, plan=plan, idempotency_key=key), "subscription session", store)

@@ -4,7 +4,8 @@ The client names a pack, never an amount: price and credits are server-side data
 (``pricing/packs.toml``). ``POST /v1/topups {user_id, pack}`` creates a Checkout Session
 through ``stripe.StripeClient`` and stores an ``open`` top-up for it; the credits arrive
 with the ``checkout.session.completed`` (or ``async_payment_succeeded``) webhook.
-An ``Idempotency-Key`` header makes a retried request answer the same session.
+An ``Idempotency-Key`` header makes a retried request answer the same session, also
+after Stripe has forgotten the key (``created_once``).
 """
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from typing import Any
 
 import stripe
 from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from ledger import topups
 from ledger.db import transaction
 from pricing import Pack, load_packs
-from webhook_receiver import services
+from webhook_receiver import idempotency, services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from gpubill.ids import UserId
@@ -63,6 +66,50 @@ def stripe_create(create: Callable[[], dict[str, Any]], what: str) -> dict[str, 
         raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
 
 
+class _Replayed(Exception):
+    def __init__(self, answer: idempotency.Answer) -> None:
+        super().__init__("replayed")
+        self.answer = answer
+
+
+def _replay(answer: idempotency.Answer) -> ResponseReturnValue:
+    response = jsonify(answer.body)
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return response, answer.status
+
+
+def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]], what: str,
+                 store: Callable[[Session, dict[str, Any]], dict[str, Any]]) -> ResponseReturnValue:
+    """201 with ``store``'s body for the Checkout Session ``create(stripe_key)`` makes.
+
+    With an ``Idempotency-Key`` gpubill's own record is the idempotency record (issue 12
+    case 9): Stripe prunes idempotency keys after 24 hours
+    (https://docs.stripe.com/api/idempotent_requests), so a retry a day later would make a
+    second session. The first 201 is stored (``idempotency_keys``, scoped by API key,
+    keyed by the Stripe key ``gpubill-{kind}:`` + SHA-256 of [user, key], kept forever) in
+    the same transaction as the rows ``store`` writes, and replayed for the same body
+    (``Idempotent-Replayed: true``); another body is 409 ``idempotency_key_reused``."""
+    client_key = request.headers.get("Idempotency-Key")
+    key = idempotency_key(kind, user_id, client_key)
+    request_hash = idempotency.body_hash(request.get_json())
+    if client_key is not None:
+        with transaction(services.sessions()) as s:
+            first = idempotency.first_answer(s, key, request_hash)
+        if first is not None:
+            return _replay(first)
+    session = stripe_create(lambda: create(key), what)
+    try:
+        with transaction(services.sessions()) as s:
+            body = store(s, session)
+            if client_key is not None:
+                first = idempotency.claim(s, key, request_hash, idempotency.Answer(201, body), None)
+                if first is not None:  # a concurrent twin answered first: roll back, replay it
+                    raise _Replayed(first)
+    except _Replayed as twin:
+        return _replay(twin.answer)
+    return jsonify(body), 201
+
+
 def _gateway():  # type: ignore[no-untyped-def]
     from worker.stripe_gateway import StripeGateway  # gateway only; no task code
 
@@ -90,11 +137,10 @@ def create_topup():  # type: ignore[no-untyped-def]
     if pack is None:
         raise ApiError(422, "invalid_request", f"unknown pack {req.pack!r}",
                        [{"field": "pack", "message": f"one of {sorted(load_packs())}"}])
-    key = idempotency_key("topup", req.user_id, request.headers.get("Idempotency-Key"))
-    session = stripe_create(lambda: _gateway().create_checkout_session(
-        user_id=req.user_id, pack=pack, idempotency_key=key), "checkout session")
-    with transaction(services.sessions()) as s:
+    def store(s: Session, session: dict[str, Any]) -> dict[str, Any]:
         topup = topups.open_topup(s, session_id=session["id"], user_id=req.user_id, pack=pack)
-        body = {"topup_id": topup.id, "session_id": session["id"], "checkout_url": session.get("url"),
+        return {"topup_id": topup.id, "session_id": session["id"], "checkout_url": session.get("url"),
                 "status": topup.status, "pack": pack_body(pack)}
-    return jsonify(body), 201
+
+    return created_once("topup", req.user_id, lambda key: _gateway().create_checkout_session(
+        user_id=req.user_id, pack=pack, idempotency_key=key), "checkout session", store)

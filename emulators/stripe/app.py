@@ -22,6 +22,7 @@ on appeal), ``{api_version}`` on refund/fail (before 2024-10-28: legacy refund e
 paid with ``…/sessions/{id}/pay`` (a subscription, its first invoice and payment);
 ``…/{in_id}/refund`` and ``…/{in_id}/dispute`` act on an invoice's charge.
 ``GET /_control/ledger``: every payment, refund, dispute and invoice issued (ground truth).
+``POST /_control/idempotency/forget``: forget idempotency keys (Stripe prunes them after 24 h).
 Delivery options in any action's body: ``deliver`` (default true), ``duplicate`` (send
 each event twice), ``order`` (``stripe`` | ``reversed`` | ``shuffled``).
 """
@@ -110,6 +111,15 @@ def create_app(*, api_key: str, webhook_secret: str, webhook_url: str | None,
         return jsonify({"object": obj, "events": events, "deliveries": deliver(events, body)})
 
     throttle = {"left": 0}  # the next N API requests answer 429 (POST /_control/rate_limit)
+
+    @app.post("/_control/idempotency/forget")
+    def control_forget_keys() -> ResponseReturnValue:
+        """Forget every idempotency key, as Stripe does once a key is 24 hours old
+        (https://docs.stripe.com/api/idempotent_requests): a retry then creates anew."""
+        with state.lock:
+            forgotten = len(state.idempotency)
+            state.idempotency.clear()
+        return jsonify({"forgotten": forgotten})
 
     @app.post("/_control/rate_limit")
     def control_rate_limit() -> ResponseReturnValue:

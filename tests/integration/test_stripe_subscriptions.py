@@ -11,6 +11,7 @@ from emulators.stripe.events import new_id
 from pricing import plans_by_id
 from tests.helpers import Api
 from tests.stripe_flows import count_topups, event_ids, post_all, settle, uid
+from worker.stripe_gateway import StripeGateway
 
 pytestmark = pytest.mark.integration
 PLANS = plans_by_id()
@@ -161,6 +162,32 @@ def test_topup_idempotency_keys_are_short_and_per_user(api) -> None:
     second = api.create_topup(f"{a}:b", "small", **{"Idempotency-Key": "c"})
     assert (first.status_code, second.status_code) == (201, 201), second.text
     assert first.json()["session_id"] != second.json()["session_id"]
+
+
+def test_a_retry_after_stripe_forgot_the_key_answers_the_first_session(api, sessions) -> None:
+    """Case 9: Stripe prunes idempotency keys after 24 h, so a retry a day later would
+    make a second Checkout Session. gpubill's own record answers it: the same 201 body
+    (replayed), no new top-up row, no new session at Stripe; another body is 409."""
+    user = uid("day")
+    first = api.create_topup(user, "small", **{"Idempotency-Key": "retry-1"})
+    sub = api.http.post(f"{api.base}/v1/subscriptions", json={"user_id": user, "plan": "pro"},
+                        headers={"Idempotency-Key": "retry-1"}, timeout=10)
+    assert (first.status_code, sub.status_code) == (201, 201), sub.text
+    topups_before = count_topups(sessions)
+    forgot = requests.post(f"{api.stripe.base}/_control/idempotency/forget", timeout=10)  # a day later
+    assert forgot.json()["forgotten"] >= 2
+    again = api.create_topup(user, "small", **{"Idempotency-Key": "retry-1"})
+    sub_again = api.http.post(f"{api.base}/v1/subscriptions", json={"user_id": user, "plan": "pro"},
+                              headers={"Idempotency-Key": "retry-1"}, timeout=10)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert (sub_again.status_code, sub_again.json()) == (201, sub.json())
+    assert again.headers["Idempotent-Replayed"] == sub_again.headers["Idempotent-Replayed"] == "true"
+    assert count_topups(sessions) == topups_before
+    at_stripe = [cs for cs in StripeGateway(api.cfg).client.v1.checkout.sessions.list(
+        params={"limit": 100}).auto_paging_iter() if cs.client_reference_id == user]
+    assert len(at_stripe) == 2  # one pack session, one subscription session
+    other = api.create_topup(user, "medium", **{"Idempotency-Key": "retry-1"})
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
 
 
 def test_a_stripe_429_answers_503_and_stores_nothing(api, sessions) -> None:
