@@ -11,6 +11,7 @@ from ledger import operations as ops
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, ReversalStatus, utcnow
 from tests.helpers import Api, db_event
+from tests.stacks import scrape, value
 from tests.stripe_flows import (
     bought,
     event_ids,
@@ -161,13 +162,21 @@ def test_invoice_paid_grants_plan_credits_once_per_invoice(api, sessions, invari
     invariants()
 
 
+def parked_gauge(api: Api) -> float:
+    return value(scrape(api.stack.receiver_url), "gpubill_stripe_events_not_applied", reason="parked")
+
+
 def test_invoice_with_an_unknown_price_is_parked_with_a_reason(api, sessions, invariants) -> None:
+    """Parked with its reason, and not silently (issue 12 case 4): a parked money event
+    counts in the /metrics gauge (reconcile names it: test_reconcile.py)."""
     user, session_id = bought(api, "small")
+    before = parked_gauge(api)
     result = api.stripe.pay_invoice(customer_of(api, session_id), "price_somebody_else")
     paid_evt = next(e["id"] for e in result["events"] if e["type"] == "invoice.paid")
     assert settle(sessions, [paid_evt])[paid_evt] == EventStatus.FAILED
     assert "no line names a known plan price" in db_event(sessions, paid_evt).last_error
     assert api.wallet(user)["balance"] == 500
+    assert parked_gauge(api) == before + 1
     invariants()
 
 
