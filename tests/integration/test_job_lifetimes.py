@@ -8,11 +8,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledger.db import transaction
-from ledger.models import Hold, Job, JobStatus
+from ledger.models import Hold, Job, JobStatus, utcnow
 from pricing import JobParams, quote
+from tests.helpers import wait_for
+from tests.model import rates as model
 from tests.runpod_truth import runpod_jobs_for
 
 pytestmark = pytest.mark.integration
@@ -47,3 +49,32 @@ def test_long_job_gets_lifetimes_from_its_quote_and_is_charged(api, stack, sessi
     assert abs(life - timedelta(seconds=9000)) < timedelta(seconds=2), life
     invariants()
 
+
+
+def test_hold_expiring_after_runpod_completed_charges_the_measured_time(api, stack, sessions,
+                                                                        invariants) -> None:
+    """Issue 11 case 1 through the stack: RunPod completed the job but no callback came
+    (skipped) and the poller is held off; then the hold passes ``expires_at``. The
+    expiry sweep's task reads ``/status`` first and settles from it: completed, charged
+    the rate card's price of the measured executionTime (tests/model, from the
+    stand-in's ground truth), output kept — not released as expired."""
+    user = api.funded_user("exp")
+    nonce = secrets.token_hex(8)
+    r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 1200,
+                                                                      "skip_webhook": True}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    wait_for(lambda: api.job(job_id)["status"] in ("dispatched", "in_progress"), 20, "on RunPod")
+    with transaction(sessions) as s:  # no poll for an hour: only the expiry can settle it
+        s.execute(update(Job).where(Job.id == job_id).values(next_poll_at=utcnow() + timedelta(hours=1)))
+    [ran] = wait_for(lambda: [t for t in runpod_jobs_for(stack.settings, nonce) if t["state"] == "COMPLETED"],
+                     20, "RunPod completed it")
+    assert api.job(job_id)["status"] in ("dispatched", "in_progress")  # we do not know yet
+    with transaction(sessions) as s:  # ... and our clock runs out just after
+        s.execute(update(Hold).where(Hold.job_id == job_id).values(expires_at=utcnow() - timedelta(seconds=1)))
+    job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 30)
+    expected = model.charge(model.quote("framing", 30), ran["executed_ms"])
+    assert (job["status"], job["charge"]) == ("completed", expected), job
+    assert job["output"]["output_url"].startswith("s3://")
+    assert api.wallet(user)["balance"] == 500 - expected and api.wallet(user)["held"] == 0
+    invariants()
