@@ -55,11 +55,11 @@ class Answer:
 
 
 def claim(s: Session, key: str, request_hash: str, answer: Answer,
-          job_id: str | None) -> Answer | None:
+          job_id: str | None, conflict_code: str = "idempotency_key_reused") -> Answer | None:
     """Store ``answer`` as the key's first answer, in the caller's transaction. None if
     this request is the first (the caller goes on and commits its work); else the stored
-    answer to replay (the caller must store nothing else). Raises 409
-    ``idempotency_key_reused`` when the key came with a different body."""
+    answer to replay (the caller must store nothing else). Raises 409 ``conflict_code``
+    when the key came with a different body."""
     scope = str(g.api_key_id)  # set by auth.require_api_key, which every caller sits behind
     taken = insert_ignore(s, IdempotencyKey, scope=scope, key=key, request_hash=request_hash,
                           status_code=answer.status, response=json.dumps(answer.body),
@@ -70,22 +70,23 @@ def claim(s: Session, key: str, request_hash: str, answer: Answer,
                              IdempotencyKey.response)
                       .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)).one()
     if first.request_hash != request_hash:
-        raise ApiError(409, "idempotency_key_reused",
+        raise ApiError(409, conflict_code,
                        f"{HEADER} {key!r} was already used with a different request body; "
                        "use a new key for a new request")
     return Answer(first.status_code, json.loads(first.response))
 
 
-def first_answer(s: Session, key: str, request_hash: str) -> Answer | None:
+def first_answer(s: Session, key: str, request_hash: str,
+                 conflict_code: str = "idempotency_key_reused") -> Answer | None:
     """The stored first answer to ``key`` (scope: the calling API key), or None; read
-    only. Raises 409 ``idempotency_key_reused`` when it was stored for another body."""
+    only. Raises 409 ``conflict_code`` when it was stored for another body."""
     first = s.execute(select(IdempotencyKey.request_hash, IdempotencyKey.status_code,
                              IdempotencyKey.response)
                       .where(IdempotencyKey.scope == str(g.api_key_id), IdempotencyKey.key == key)).first()
     if first is None:
         return None
     if first.request_hash != request_hash:
-        raise ApiError(409, "idempotency_key_reused",
+        raise ApiError(409, conflict_code,
                        f"{HEADER} was already used with a different request body; "
                        "use a new key for a new request")
     return Answer(first.status_code, json.loads(first.response))

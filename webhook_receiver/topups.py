@@ -66,6 +66,9 @@ def stripe_create(create: Callable[[], dict[str, Any]], what: str) -> dict[str, 
         raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
 
 
+CONFLICT = "idempotency_conflict"  # the code these routes always answered for a reused key
+
+
 class _Replayed(Exception):
     def __init__(self, answer: idempotency.Answer) -> None:
         super().__init__("replayed")
@@ -88,13 +91,14 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
     second session. The first 201 is stored (``idempotency_keys``, scoped by API key,
     keyed by the Stripe key ``gpubill-{kind}:`` + SHA-256 of [user, key], kept forever) in
     the same transaction as the rows ``store`` writes, and replayed for the same body
-    (``Idempotent-Replayed: true``); another body is 409 ``idempotency_key_reused``."""
+    (``Idempotent-Replayed: true``); another body is 409 ``idempotency_conflict``, as
+    when Stripe itself refuses the key."""
     client_key = request.headers.get("Idempotency-Key")
     key = idempotency_key(kind, user_id, client_key)
     request_hash = idempotency.body_hash(request.get_json())
     if client_key is not None:
         with transaction(services.sessions()) as s:
-            first = idempotency.first_answer(s, key, request_hash)
+            first = idempotency.first_answer(s, key, request_hash, CONFLICT)
         if first is not None:
             return _replay(first)
     session = stripe_create(lambda: create(key), what)
@@ -102,7 +106,7 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
         with transaction(services.sessions()) as s:
             body = store(s, session)
             if client_key is not None:
-                first = idempotency.claim(s, key, request_hash, idempotency.Answer(201, body), None)
+                first = idempotency.claim(s, key, request_hash, idempotency.Answer(201, body), None, CONFLICT)
                 if first is not None:  # a concurrent twin answered first: roll back, replay it
                     raise _Replayed(first)
     except _Replayed as twin:

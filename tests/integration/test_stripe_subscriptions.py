@@ -187,7 +187,7 @@ def test_a_retry_after_stripe_forgot_the_key_answers_the_first_session(api, sess
         params={"limit": 100}).auto_paging_iter() if cs.client_reference_id == user]
     assert len(at_stripe) == 2  # one pack session, one subscription session
     other = api.create_topup(user, "medium", **{"Idempotency-Key": "retry-1"})
-    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert other.status_code == 409 and other.json()["error"]["code"] == "idempotency_conflict"
 
 
 def test_a_stripe_429_answers_503_and_stores_nothing(api, sessions) -> None:
