@@ -152,6 +152,29 @@ def test_zero_invoice_grants_only_trial_credits_and_a_trial_checkout_links_the_c
     invariants()
 
 
+def test_invoice_marked_paid_out_of_band_grants_only_what_stripe_collected(api, sessions, invariants) -> None:
+    """Case 1: ``invoice.paid`` also fires for an invoice marked paid out of band; the
+    pro line (5,000 credits for 5,000 cents) then grants in proportion to
+    ``amount_paid``: 0 collected → 0 credits, 1,250 collected → 1,250 credits."""
+    user = uid("oob")
+    created = subscribe(api, user, "starter")
+    paid = api.stripe.pay(created["session_id"])
+    settle(sessions, event_ids(paid))
+    base = wallet(api, user)["balance"]
+    customer = next(e["data"]["object"]["customer"] for e in paid["events"]
+                    if e["type"] == "checkout.session.completed")
+    pro = PLANS["pro"]
+    events = []
+    for collected in (0, 1250):
+        issued = api.stripe.pay_invoice(customer, pro.price, deliver=False)
+        ev = next(e for e in issued["events"] if e["type"] == "invoice.paid")
+        ev["data"]["object"].update(amount_paid=collected, paid_out_of_band=True)
+        events.append(ev)
+    settle(sessions, post_all(api, events))
+    assert wallet(api, user)["balance"] == base + pro.credits * 1250 // pro.amount
+    invariants()
+
+
 def test_topup_idempotency_keys_are_short_and_per_user(api) -> None:
     """Case 9: a 300-character client key still works (Stripe allows 255), and user
     ``a`` + key ``b:c`` and user ``a:b`` + key ``c`` make two sessions (they collided)."""
