@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gpubill.ids import USER_ID  # the one user-id type, a full match (issue 15)
@@ -127,13 +128,34 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+# Events whose application may be what a parked event waited for: they credit a top-up,
+# grant an invoice, link a payment or a customer.
+PREREQUISITES = frozenset({
+    "checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.succeeded",
+    "invoice.paid", "invoice_payment.paid",
+})
+GAVE_UP = "gave up after"  # last_error prefix of an event parked for waiting too long
+
+
+def _revive_waiting(s: Session) -> int:
+    """Set events parked for waiting too long back to ``received`` (due at once), so the
+    outbox sweeper delivers them again: a prerequisite has just been applied. Each gets one
+    more attempt — past its bounds, one that still waits parks again at once. Returns
+    how many were revived (parked events are rare: this touches few rows)."""
+    revived = s.execute(update(StripeEvent).where(
+        StripeEvent.status == EventStatus.FAILED, StripeEvent.last_error.startswith(GAVE_UP))
+        .values(status=EventStatus.RECEIVED, republish_at=None))
+    return int(getattr(revived, "rowcount", 0) or 0)
+
+
 def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool,
                   max_attempts: int = 8, window_s: float = 0.0) -> str | None:
     """Apply stored event ``event_id`` once; returns its status after (``PENDING`` when
     it waits for something not known yet), None if unknown.
 
     A parked (``failed``) event is left as it is until ``gpubill events replay`` sets it
-    back to ``received``. A ``livemode`` that differs from this deployment's is stored
+    back to ``received`` — or, for one parked after waiting too long, until an event of a
+    ``PREREQUISITES`` type applies (``_revive_waiting``). A ``livemode`` that differs from this deployment's is stored
     ``wrong_mode`` (test-mode events never touch a live ledger; ``gpubill reconcile``
     reports it). ``Rejected`` parks the event as ``failed``; ``NotYet`` keeps it
     ``received`` (applied by a later delivery once what it waits for arrives) until it
@@ -176,7 +198,9 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
                 log.warning("stripe event %s parked after %d attempts (%.0f s): %s", event_id,
                             event.attempts, waited, waiting)
                 event.status = EventStatus.FAILED
-                event.last_error = f"gave up after {event.attempts} attempts ({waited:.0f} s): {waiting}"
+                event.last_error = f"{GAVE_UP} {event.attempts} attempts ({waited:.0f} s): {waiting}"
+        if event.status == EventStatus.PROCESSED and event.type in PREREQUISITES and _revive_waiting(s):
+            log.info("stripe event %s applied: parked waiting events revived", event_id)
         event.processed_at = utcnow()
         return event.status
 

@@ -78,3 +78,36 @@ def test_it_parks_only_after_stripes_retry_window_and_reconcile_names_it(factory
         report = run_checks(s)
     [row] = [r for r in report.results if r.name == "events parked or in the wrong mode (stripe)"]
     assert [v.subject for v in row.violations] == [f"stripe event {event_id}"]
+
+
+def test_a_parked_refund_is_revived_and_applied_when_its_topup_is_paid(factory) -> None:
+    """Parked after the window, the refund is not left for an operator: the payment's
+    ``checkout.session.completed`` revives it (due at once for the outbox sweeper) and
+    the next delivery claws back its share once."""
+    user, pack = f"w-{secrets.token_hex(4)}", load_packs()["small"]
+    session = se.paid_checkout_session(user_id=user, pack="small", amount_total=pack.price)
+    charge = f"ch_{secrets.token_hex(6)}"
+    ev = se.event("refund.created", objects.refund(amount=100, currency="usd", charge_id=charge,
+                                                   payment_intent=session["payment_intent"]))
+    with transaction(factory) as s:
+        s.add(StripeEvent(id=ev["id"], type=ev["type"], livemode=False, api_version=None,
+                          payload=json.dumps(ev), status=EventStatus.RECEIVED, attempts=0,
+                          received_at=utcnow() - timedelta(seconds=3 * DAY + 1)))
+    for _ in range(2):
+        deliver(factory, ev["id"])
+    with transaction(factory) as s:
+        assert s.get(StripeEvent, ev["id"]).status == EventStatus.FAILED  # parked
+    paid = se.event("checkout.session.completed", session)
+    with transaction(factory) as s:
+        s.add(StripeEvent(id=paid["id"], type=paid["type"], livemode=False, api_version=None,
+                          payload=json.dumps(paid), status=EventStatus.RECEIVED, attempts=0,
+                          received_at=utcnow()))
+    assert deliver(factory, paid["id"]) == EventStatus.PROCESSED
+    with transaction(factory) as s:
+        revived = s.get(StripeEvent, ev["id"])
+        assert (revived.status, revived.republish_at) == (EventStatus.RECEIVED, None)
+    assert deliver(factory, ev["id"]) == EventStatus.PROCESSED
+    assert deliver(factory, ev["id"]) == EventStatus.PROCESSED  # once
+    with transaction(factory) as s:
+        # small: 500 credits for 500 cents; 100 cents refunded → ceil(500 × 100 / 500) = 100
+        assert s.get(Wallet, user).balance == 500 - 100
