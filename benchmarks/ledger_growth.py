@@ -22,8 +22,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from benchmarks.common import machine, percentile, postgres_database
-from ledger import batch
-from ledger import operations as ops
+from ledger import batch, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.entries import page
 from ledger.models import Posting, Wallet, utcnow

@@ -48,7 +48,7 @@ def _bodies(secret: str, n: int, tag: str) -> list[tuple[bytes, dict[str, str]]]
 
 def _client(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], seconds: float,
             interval: float | None, offset: float,
-            ready: "mp.synchronize.Barrier", out: "mp.Queue[tuple[int, int, list[float], float]]") -> None:
+            ready: mp.synchronize.Barrier, out: mp.Queue[tuple[int, int, list[float], float]]) -> None:
     """One process, one keep-alive connection: send as fast as answers come (``interval``
     None), or request k at ``start + offset + k·interval``, latency counted from its
     scheduled time (a server that falls behind is charged for the wait)."""

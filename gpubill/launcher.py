@@ -21,12 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from collections.abc import Callable
 
 import requests
 
@@ -120,7 +119,7 @@ class Stack:
         return Path(self.env.get("GPUBILL_DATA_DIR", "var")) / "logs"
 
     # -- start -------------------------------------------------------------------------
-    def start(self, timeout_s: float = 60) -> "Stack":
+    def start(self, timeout_s: float = 60) -> Stack:
         try:
             self._start(timeout_s)
         except BaseException:
@@ -332,7 +331,7 @@ class Stack:
             self._lock.close()  # releases the flock
             self._lock = None
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

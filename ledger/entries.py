@@ -18,7 +18,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
 from sqlalchemy import (
     BigInteger,
@@ -101,7 +101,7 @@ def _before(at_col, src: int, rid_col, cursor_src: int | None):  # type: ignore[
     return or_(at_col < _C_AT, and_(at_col == _C_AT, rid_col < _C_RID))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _query(cursor_src: int | None):  # type: ignore[no-untyped-def]
     """The three kinds of entries, each branch cut to its newest ``n`` after the cursor
     (walking an index on ``(user_id, time, id)``), so a page costs the same on a wallet

@@ -18,9 +18,17 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ledger.models import (
-    Adjustment, Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Posting, Topup, Wallet,
+    Adjustment,
+    Hold,
+    HoldStatus,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Posting,
+    Reversal,
+    Topup,
+    Wallet,
 )
-from ledger.models import Reversal
 
 
 @dataclass(frozen=True, slots=True)

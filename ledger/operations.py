@@ -17,8 +17,8 @@ row that holds it. The common path is 2 statements for a hold and 4 for a captur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Row, bindparam, insert, select, update
@@ -28,8 +28,16 @@ from sqlalchemy.orm import Session
 
 from ledger.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, UnknownHold
 from ledger.models import (
-    REVENUE_GPU, STRIPE_CLEARING, Account, Hold, HoldStatus, LedgerTransaction, Posting,
-    Wallet, utcnow, wallet_account,
+    REVENUE_GPU,
+    STRIPE_CLEARING,
+    Account,
+    Hold,
+    HoldStatus,
+    LedgerTransaction,
+    Posting,
+    Wallet,
+    utcnow,
+    wallet_account,
 )
 
 
@@ -105,7 +113,7 @@ _HOLD_BY_KEY = select(_H).where(_H.c.op_key == bindparam("p_key"))
 _HOLD_BY_ID = select(_H).where(_H.c.id == bindparam("p_id"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def insert_ignore_statement(dialect: str, table: Any) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for ``table`` on
     ``dialect`` ("postgresql" or "sqlite"), built once (see above); execute it with the

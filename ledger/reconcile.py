@@ -19,10 +19,19 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.invariants import CHECKS, Violation, keyed
-from ledger.models import (
-    Job, JobStatus, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
-)
 from ledger.jobs import PARKED, POISON_CANCELLED, job_quote
+from ledger.models import (
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Reversal,
+    ReversalStatus,
+    RunPodJob,
+    StripeEvent,
+    Topup,
+    TopupStatus,
+    utcnow,
+)
 from ledger.topups import share
 from pricing import charge
 

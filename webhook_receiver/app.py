@@ -11,9 +11,22 @@ from gpubill.batch_publisher import BatchPublisher
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
-from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
-from webhook_receiver import docs, logcontext, metrics, openapi
-from webhook_receiver import bodies, entries, ratelimit, subscriptions, topups
+from webhook_receiver import (
+    api,
+    bodies,
+    docs,
+    entries,
+    errors,
+    health,
+    logcontext,
+    metrics,
+    openapi,
+    ratelimit,
+    runpod_webhooks,
+    stripe_webhooks,
+    subscriptions,
+    topups,
+)
 from webhook_receiver.services import Services
 
 

@@ -14,10 +14,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpubill.ids import UserId
 from pricing import Plan, plans_by_id
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
 from webhook_receiver.topups import _gateway, stripe_create
 from worker.stripe_gateway import idempotency_key

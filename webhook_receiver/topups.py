@@ -15,13 +15,13 @@ import stripe
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpubill.ids import UserId
 from ledger import topups
 from ledger.db import transaction
 from pricing import Pack, load_packs
 from webhook_receiver import services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
 from worker.stripe_gateway import idempotency_key
 

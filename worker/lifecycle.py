@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
 from ledger.db import transaction
-from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.errors import InsufficientFunds
+from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.models import Job, JobStatus, utcnow
-from pricing.ratecard import Lifetimes
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
+from pricing.ratecard import Lifetimes
 from worker import notifications, runpod_jobs, runpod_metrics
 from worker.notifications import transaction as ending_transaction
 

@@ -30,10 +30,11 @@ from gpubill.ids import USER_ID
 from gpubill.settings import get_settings
 from ledger import subscriptions, topups
 from ledger.models import EventStatus, StripeEvent
-from ledger.topups import NotYet, Rejected
+from ledger.topups import Rejected
 from pricing import Plan, load_plans
 from pricing.packs import PLANS_FILE
 from worker.stripe_refunds import stripe_id
+
 
 def _plans() -> dict[str, Plan]:
     return load_plans(get_settings().plans_file or PLANS_FILE)

@@ -12,8 +12,7 @@ import time
 from typing import Any
 
 from emulators.stripe import billing, objects
-from emulators.stripe.events import event as envelope
-from emulators.stripe.events import new_id
+from emulators.stripe.events import event as envelope, new_id
 
 Obj = dict[str, Any]
 

@@ -13,8 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from ledger import batch
-from ledger import operations as ops
+from ledger import batch, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.errors import LedgerError
 from ledger.models import Wallet, utcnow

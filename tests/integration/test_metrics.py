@@ -100,9 +100,10 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "gpubill" / "grafana" / "gpubi
 def _declared() -> set[str]:
     """Sample names the code declares (this process's registry: the receiver's and the
     workers' metric objects, labelled or not yet observed)."""
+    from prometheus_client import REGISTRY
+
     import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
     import worker.runpod_metrics  # noqa: F401
-    from prometheus_client import REGISTRY
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {f.name + s for f in REGISTRY.collect() if f.name.startswith("gpubill_")

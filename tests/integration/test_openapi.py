@@ -11,8 +11,7 @@ from openapi_spec_validator import validate
 
 from pricing import load_packs
 from tests.helpers import Api, wait_for
-from webhook_receiver import create_app
-from webhook_receiver import responses as r
+from webhook_receiver import create_app, responses as r
 
 pytestmark = pytest.mark.integration
 

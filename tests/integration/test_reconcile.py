@@ -22,12 +22,20 @@ from emulators.stripe import events as stripe_events
 from gpubill import queues
 from ledger import locks, operations as ops, topups
 from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.invariants import CHECKS
 from ledger.jobs import new_job
 from ledger.models import (
+    Hold,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Posting,
+    ReconcileRun,
     RunPodJob,
-    Hold, Job, JobStatus, LedgerTransaction, Posting, ReconcileRun, StripeEvent, TaskLock, utcnow,
+    StripeEvent,
+    TaskLock,
+    utcnow,
 )
-from ledger.invariants import CHECKS
 from ledger.reconcile import all_checks, check_name, run_checks, snapshot
 from ledger.reconcile_runs import nightly
 from pricing import JobParams, load_packs, quote
