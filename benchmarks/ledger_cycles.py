@@ -73,8 +73,9 @@ def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batc
         with transaction(factory) as s:
             placed = batch.place_holds(s, holds)
         with transaction(factory) as s:
-            settled = batch.capture_many(s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
-                                             for j, h in enumerate(placed)])
+            settled = batch.capture_many(
+                s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
+                    for j, h in enumerate(placed)])
         assert all(isinstance(x, ops.Settlement) for x in settled), settled[:3]
         i += batch_size
     out.put(i / (time.monotonic() - started))

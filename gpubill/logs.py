@@ -123,7 +123,7 @@ class JsonLines(JsonFormatter):
                                             "asctime": "time", "processName": "process"})
         super().__init__("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", **kwargs)
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -141,7 +141,7 @@ class Text(logging.Formatter):
         record.ids = f" [{ids}]" if ids else ""
         return redact(super().format(record))
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record)
 
 

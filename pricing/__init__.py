@@ -16,6 +16,7 @@ from pricing.ratecard import JOB_TYPES, RateCard, card_by_version, card_in_force
 
 __all__ = [
     "JOB_TYPES", "JobParams", "Pack", "Quote", "QuoteError", "RateCard", "card_by_version", "card_in_force",
-    "cancel_charge", "charge", "load_packs", "quote_body", "load_ratecards", "quote", "runpod_billed_usd", "runpod_cost_usd",
+    "cancel_charge", "charge", "load_packs", "quote_body", "load_ratecards", "quote", "runpod_billed_usd",
+    "runpod_cost_usd",
     "Plan", "load_plans", "plans_by_id",
 ]

@@ -37,7 +37,7 @@ class EntriesQuery(BaseModel):
     @classmethod
     def _ascii_digits(cls, v: object) -> object:
         if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,4}", v):
-            raise ValueError("must be an integer from 1 to %d" % entries.MAX_LIMIT)
+            raise ValueError(f"must be an integer from 1 to {entries.MAX_LIMIT}")
         return v
 
 

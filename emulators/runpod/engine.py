@@ -455,7 +455,7 @@ class Engine:
                 if 200 <= response.status_code < 300:
                     return
                 reason = f"HTTP {response.status_code}"
-            except Exception as exc:  # never let a receiver's failure reach the server
+            except Exception as exc:  # noqa: BLE001 - never let a receiver's failure reach the server
                 reason = f"{exc.__class__.__name__}: {exc}"
             log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
                         url, body.get("id"), attempt + 1, attempts, reason)

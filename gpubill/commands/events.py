@@ -29,7 +29,7 @@ def replay_events(factory: sessionmaker[Session], publish: Callable[[str], bool]
     with transaction(factory) as s:
         if event_ids:
             rows = [s.get(StripeEvent, i, with_for_update=True) for i in event_ids]
-            missing = [i for i, r in zip(event_ids, rows) if r is None]
+            missing = [i for i, r in zip(event_ids, rows, strict=True) if r is None]
             if missing:
                 raise LookupError(f"no stored event {', '.join(missing)}")
         else:
