@@ -53,11 +53,11 @@ def _postgres(data_dir: Path) -> Iterator[Backend]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any driver error: PostgreSQL is not there
         _missing("PostgreSQL", err)
     try:
         db = claim_redis_db()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any client error: Redis is not there
         _missing("Redis", err)
     index = db.connection_pool.connection_kwargs["db"]
     try:

@@ -42,7 +42,7 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             return fn(i)
-        except Exception as exc:  # collected and asserted by the caller
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
             return exc
 
     with ThreadPoolExecutor(n) as pool:

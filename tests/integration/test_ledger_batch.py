@@ -63,7 +63,7 @@ def test_batched_holds_and_captures_match_one_by_one(sessions, invariants, seed)
     def hold_requests(side: str) -> list[batch.HoldRequest]:
         r = random.Random(seed)
         reqs = []
-        for n in range(60):
+        for _ in range(60):
             i = r.randrange(n_users)
             key = f"bt:{tag}:{side}:h{r.randrange(45)}"  # some keys repeat: replays / conflicts
             amount = r.choice([0, r.randint(1, 80), r.randint(1, 80)])
@@ -84,7 +84,7 @@ def test_batched_holds_and_captures_match_one_by_one(sessions, invariants, seed)
         r = random.Random(seed + 100)
         ids = [h.hold_id for h in holds if isinstance(h, ops.HoldOutcome)]
         reqs = []
-        for n in range(50):
+        for _ in range(50):
             pick = r.randrange(len(ids) + 1)
             hold_id = ids[pick] if pick < len(ids) else 10**12  # an unknown hold now and then
             reqs.append(batch.CaptureRequest(hold_id, r.choice([0, r.randint(1, 90)]),

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,7 @@ def _declared() -> set[str]:
     from prometheus_client import REGISTRY
 
     import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
-    import worker.runpod_metrics  # noqa: F401
+    import worker.runpod_metrics  # noqa: F401  (registers its metrics)
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {f.name + s for f in REGISTRY.collect() if f.name.startswith("gpubill_")
@@ -147,7 +148,7 @@ def test_no_total_counter_decreases_across_a_run(stack, sessions) -> None:
             adjust(s, user_id=user, amount=amount, reason="test", operator="pytest",
                    op_key=f"mono-{user}-{amount}")
         history.append(scrape(stack.receiver_url))
-    for before, after in zip(history, history[1:]):
+    for before, after in pairwise(history):
         fell = {k: (before[k], after.get(k, 0.0)) for k in before
                 if k[0].endswith("_total") and after.get(k, 0.0) < before[k]}
         assert fell == {}, f"counters decreased: {fell}"
