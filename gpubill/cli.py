@@ -75,7 +75,7 @@ def db_upgrade() -> None:
     click.echo("database at head")
 
 
-def _alembic():  # type: ignore[no-untyped-def]
+def _alembic():
     from ledger.migrate import alembic_config
 
     return alembic_config(get_settings().sqlalchemy_url)
@@ -156,7 +156,7 @@ def up(emulator: bool, workers: str, flower: bool) -> None:
         click.echo("stopped")
 
 
-def services_table(stack) -> str:  # type: ignore[no-untyped-def]
+def services_table(stack) -> str:
     """One table: each service, its address, and how to authenticate (dev values)."""
     from gpubill.settings import DEV_API_KEY, DEV_FLOWER_BASIC_AUTH, DEV_METRICS_TOKEN
 

@@ -48,7 +48,7 @@ def entry_body(e: entries.Entry) -> dict[str, object]:
 
 @bp.get("/wallets/<user_id>/entries")
 @require_api_key
-def list_entries(user_id: str):  # type: ignore[no-untyped-def]
+def list_entries(user_id: str):
     check_user_id(user_id)
     query: EntriesQuery = parse_query(EntriesQuery)
     with transaction(services.sessions()) as s:

@@ -21,13 +21,13 @@ def _code_heads() -> frozenset[str]:
 
 
 @bp.get("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz():
     """The process answers."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
-def readyz():  # type: ignore[no-untyped-def]
+def readyz():
     """Ready to take traffic: the database answers, its schema is at the code's Alembic
     head, the broker accepts a connection. 200 ``{"status": "ok", "checks": {...}}``;
     503 ``{"status": "unavailable", "checks": {name: error}}`` naming what is not."""

@@ -55,7 +55,7 @@ def signed_at(header: str) -> int:
 
 
 @bp.post("/webhooks/stripe")
-def receive():  # type: ignore[no-untyped-def]
+def receive():
     cfg = current_app.config["GPUBILL"]
     payload = request.get_data(cache=False)
     header = request.headers.get("Stripe-Signature", "")

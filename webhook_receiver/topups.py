@@ -63,7 +63,7 @@ def stripe_create(create: Callable[[], dict[str, Any]], what: str) -> dict[str, 
         raise ApiError(502, "stripe_unavailable", "payment provider unavailable, retry later") from None
 
 
-def _gateway():  # type: ignore[no-untyped-def]
+def _gateway():
     from worker.stripe_gateway import StripeGateway  # gateway only; no task code
 
     if "gpubill_stripe" not in current_app.extensions:
@@ -73,7 +73,7 @@ def _gateway():  # type: ignore[no-untyped-def]
 
 @bp.get("/packs")
 @require_api_key
-def list_packs():  # type: ignore[no-untyped-def]
+def list_packs():
     """``{"packs": [{id, price (cents), currency, credits}]}``, cheapest first."""
     packs = sorted(load_packs().values(), key=lambda p: p.price)
     return jsonify({"packs": [pack_body(p) for p in packs]})
@@ -81,7 +81,7 @@ def list_packs():  # type: ignore[no-untyped-def]
 
 @bp.post("/topups")
 @require_api_key
-def create_topup():  # type: ignore[no-untyped-def]
+def create_topup():
     """201 ``{topup_id, session_id, checkout_url, status, pack}``; 422 unknown pack or bad
     input (nothing stored); 409 an ``Idempotency-Key`` reused for another request;
     502 Stripe unreachable after the SDK's retries (nothing stored)."""

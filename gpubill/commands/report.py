@@ -44,7 +44,7 @@ def margins(since: datetime | None, group: str, png: Path | None) -> None:
         click.echo(f"chart written to {png}")
 
 
-def _chart(rows: list, group: str, path: Path) -> None:  # type: ignore[type-arg]
+def _chart(rows: list, group: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers
