@@ -126,7 +126,7 @@ def violations(factory: sessionmaker[Session]) -> list[Violation]:
 
 
 @pytest.fixture
-def invariants(sessions: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def invariants(sessions: sessionmaker[Session]):
     """Call to assert every ledger invariant holds over the whole database."""
 
     def assert_hold() -> None:
@@ -180,7 +180,7 @@ def stack(backend: Backend, db_url: str, notify_sink: NotifySink) -> Iterator[St
 
 
 @pytest.fixture(scope="module")
-def api(stack):  # type: ignore[no-untyped-def]
+def api(stack):
     """An HTTP client of the running stack (the app's, Stripe's and an operator's view)."""
     from tests.helpers import Api
 

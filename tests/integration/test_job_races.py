@@ -49,14 +49,14 @@ def running_job(sessions, user: str) -> tuple[str, int]:
 COMPLETED = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
 
 
-def funded_user(sessions) -> str:  # type: ignore[no-untyped-def]
+def funded_user(sessions) -> str:
     user = f"race-{secrets.token_hex(4)}"
     with transaction(sessions) as s:
         ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
     return user
 
 
-def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:  # type: ignore[no-untyped-def]
+def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:
     """The job, its hold and how many capture transactions it has."""
     with transaction(sessions) as s:
         job = s.get(Job, job_id)

@@ -32,7 +32,7 @@ def _shape(result: object) -> tuple:
     return (type(result).__name__,)
 
 
-def _one_by_one(sessions, fn, requests):  # type: ignore[no-untyped-def]
+def _one_by_one(sessions, fn, requests):
     out = []
     for r in requests:
         try:
@@ -43,7 +43,7 @@ def _one_by_one(sessions, fn, requests):  # type: ignore[no-untyped-def]
     return out
 
 
-def _wallets(sessions, users):  # type: ignore[no-untyped-def]
+def _wallets(sessions, users):
     with transaction(sessions) as s:
         rows = {w.user_id: (w.balance, w.held) for w in s.scalars(select(Wallet).where(Wallet.user_id.in_(users)))}
     return [rows.get(u, (0, 0)) for u in users]
@@ -70,7 +70,7 @@ def test_batched_holds_and_captures_match_one_by_one(sessions, invariants, seed)
             reqs.append(batch.HoldRequest(users[side][i], amount, key, expires))
         return reqs
 
-    def place(s, r):  # type: ignore[no-untyped-def]
+    def place(s, r):
         return ops.place_hold(s, user_id=r.user_id, amount=r.amount, op_key=r.op_key, expires_at=r.expires_at)
 
     with transaction(sessions) as s:

@@ -21,7 +21,7 @@ from tests.stacks import scrape, value
 pytestmark = pytest.mark.integration
 
 
-def _receiver_workers(stack) -> list[int]:  # type: ignore[no-untyped-def]
+def _receiver_workers(stack) -> list[int]:
     master = stack.child("receiver").proc.pid
     return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
@@ -75,7 +75,7 @@ def test_a_worker_serves_its_own_metrics_when_given_a_port(db_url, tmp_path) -> 
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        def answered():  # type: ignore[no-untyped-def]
+        def answered():
             assert proc.poll() is None, "worker exited"
             try:
                 return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)

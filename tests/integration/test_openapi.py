@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def spec(stack) -> dict:  # type: ignore[type-arg]
+def spec(stack) -> dict:
     resp = requests.get(f"{stack.receiver_url}/openapi.json", timeout=10)
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/json")
     return resp.json()

@@ -91,7 +91,7 @@ def scenario(s: Session) -> dict[str, object]:
 
 
 @pytest.fixture
-def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, object]]]:  # type: ignore[no-untyped-def]
+def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, object]]]:
     with own_database(tmp_path) as url:
         engine = make_engine(url)
         factory = make_sessionmaker(engine)
@@ -101,7 +101,7 @@ def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, 
         engine.dispose()
 
 
-def corrupted(ledger_db, corrupt: Callable[[Session, dict], None]):  # type: ignore[no-untyped-def]
+def corrupted(ledger_db, corrupt: Callable[[Session, dict], None]):
     url, factory, ids = ledger_db
     with transaction(factory) as s:
         corrupt(s, ids)
