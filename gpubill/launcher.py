@@ -108,7 +108,9 @@ class Stack:
 
     @property
     def settings(self) -> Settings:
-        return Settings(**{k.removeprefix("GPUBILL_").lower(): v for k, v in self.env.items()})
+        # Strings from the environment: pydantic parses each into its field's type.
+        values: dict[str, Any] = {k.removeprefix("GPUBILL_").lower(): v for k, v in self.env.items()}
+        return Settings(**values)
 
     @property
     def receiver_url(self) -> str:
