@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+.DEFAULT_GOAL := help
 
-.PHONY: install demo test test-embedded test-postgres bench clean mutation lock
+.PHONY: help install demo test test-embedded test-postgres bench clean mutation lock lint
+
+## This list: each target with the `## ` line above it.
+help:
+	@awk '/^## /{doc=substr($$0, 4); next} /^[a-z][a-z-]*:/{if (doc) {sub(/:.*/, ""); printf "  %-14s %s\n", $$0, doc}} {doc=""}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+## The virtualenv in .venv with the package editable and the test extras.
 install: $(STAMP)
 
 ## Whole service on embedded defaults + the demo scenario; exits non-zero if it fails.
@@ -22,12 +28,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	PYTHON=$(PY) scripts/test.sh
 
+## The test suite on SQLite + the embedded broker only.
 test-embedded: $(STAMP)
 	GPUBILL_TEST_BACKEND=embedded $(PY) -m pytest
 
+## The test suite on PostgreSQL + Redis only.
 test-postgres: $(STAMP)
 	GPUBILL_TEST_BACKEND=postgres $(PY) -m pytest
 
+## Remove run data (var/) and pytest's cache.
 clean:
 	rm -rf var .pytest_cache
 
@@ -47,3 +56,8 @@ mutation: $(STAMP)
 ## requirements.lock: the application's dependencies pinned with hashes (pip's resolver).
 lock: $(STAMP)
 	$(PY) scripts/lock.py
+
+## ruff check (rules in pyproject.toml; no reformatting) and mypy (strict on the money core).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 import threading
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import requests
@@ -93,7 +93,7 @@ def main() -> None:
                                  headers=trace_auth, timeout=5).json()
             to_run.append((trace["received_at"] - accepted[job.id]) * 1000)
             if job.id in captured and trace.get("webhook_sent_at"):
-                at = captured[job.id].replace(tzinfo=timezone.utc).timestamp()
+                at = captured[job.id].replace(tzinfo=UTC).timestamp()
                 to_capture.append((at - trace["webhook_sent_at"]) * 1000)
         to_run.sort()
         to_capture.sort()

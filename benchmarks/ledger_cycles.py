@@ -11,18 +11,17 @@ Prints the machine, the figures, and checks no wallet was overdrawn.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import platform
 import secrets
 import tempfile
-import multiprocessing as mp
 import time
 from datetime import timedelta
 
 from sqlalchemy import create_engine, func, select, text
 
-from ledger import batch
-from ledger import operations as ops
+from ledger import batch, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.migrate import upgrade
@@ -47,7 +46,7 @@ def fresh_database(postgres: bool) -> tuple[str, callable]:
 
 
 def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batch_size: int,
-            ready: "mp.synchronize.Barrier", out: "mp.Queue[float]") -> None:
+            ready: mp.synchronize.Barrier, out: mp.Queue[float]) -> None:
     """One worker process with its own connection, like a Celery prefork child; puts
     its cycles per second on ``out``."""
     factory = make_sessionmaker(make_engine(url, pool_size=1, max_overflow=0)
@@ -74,8 +73,9 @@ def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batc
         with transaction(factory) as s:
             placed = batch.place_holds(s, holds)
         with transaction(factory) as s:
-            settled = batch.capture_many(s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
-                                             for j, h in enumerate(placed)])
+            settled = batch.capture_many(
+                s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
+                    for j, h in enumerate(placed)])
         assert all(isinstance(x, ops.Settlement) for x in settled), settled[:3]
         i += batch_size
     out.put(i / (time.monotonic() - started))

@@ -22,8 +22,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from benchmarks.common import machine, percentile, postgres_database
-from ledger import batch
-from ledger import operations as ops
+from ledger import batch, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.entries import page
 from ledger.models import Posting, Wallet, utcnow
@@ -32,12 +31,12 @@ WALLETS = 1000
 HEAVY = "growth-heavy"
 
 
-def postings(factory) -> int:  # type: ignore[no-untyped-def]
+def postings(factory) -> int:
     with transaction(factory) as s:
         return s.scalar(select(func.count()).select_from(Posting))
 
 
-def grow(factory, target: int, rng: random.Random) -> None:  # type: ignore[no-untyped-def]
+def grow(factory, target: int, rng: random.Random) -> None:
     """Add hold + capture cycles until the ledger holds ``target`` postings."""
     users = [f"growth-{i}" for i in range(WALLETS - 1)] + [HEAVY]
     expires = utcnow() + timedelta(days=1)
@@ -56,7 +55,7 @@ def grow(factory, target: int, rng: random.Random) -> None:  # type: ignore[no-u
         n += 2 * size
 
 
-def measure(factory, reads: int, rng: random.Random) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+def measure(factory, reads: int, rng: random.Random) -> dict[str, tuple[float, float]]:
     """p50/p99 in ms of each read kind."""
     out: dict[str, list[float]] = {"balance (random wallet)": [], "entries page (random wallet)": [],
                                    "balance (heavy wallet)": [], "entries page (heavy wallet)": []}

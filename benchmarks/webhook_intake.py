@@ -48,7 +48,7 @@ def _bodies(secret: str, n: int, tag: str) -> list[tuple[bytes, dict[str, str]]]
 
 def _client(port: int, path: str, bodies: list[tuple[bytes, dict[str, str]]], seconds: float,
             interval: float | None, offset: float,
-            ready: "mp.synchronize.Barrier", out: "mp.Queue[tuple[int, int, list[float], float]]") -> None:
+            ready: mp.synchronize.Barrier, out: mp.Queue[tuple[int, int, list[float], float]]) -> None:
     """One process, one keep-alive connection: send as fast as answers come (``interval``
     None), or request k at ``start + offset + k·interval``, latency counted from its
     scheduled time (a server that falls behind is charged for the wait)."""
@@ -164,7 +164,8 @@ def main() -> None:
                 bare.wait()
             print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
                   f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
-        print(f"peak RSS: receiver (gunicorn master + workers) {peak_rss_mib(stack.child('receiver').proc.pid):.0f} MiB")
+        rss = peak_rss_mib(stack.child("receiver").proc.pid)
+        print(f"peak RSS: receiver (gunicorn master + workers) {rss:.0f} MiB")
         sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:

@@ -33,8 +33,9 @@ _STOP = object()
 
 class BatchPublisher:
     """Publishes ``task_name(*ids)`` for ids given to ``submit``, at most ``max_batch``
-    ids per message, each batch at most ``linger_s`` seconds after its first id, from a thread started on first use in each process (so it works
-    under gunicorn's forking workers)."""
+    ids per message, each batch at most ``linger_s`` seconds after its first id, from a
+    thread started on first use in each process (so it works under gunicorn's forking
+    workers)."""
 
     def __init__(self, app: Celery, task_name: str, max_batch: int = 100, linger_s: float = 0.02) -> None:
         self._app, self._task, self._max, self._linger = app, task_name, max_batch, linger_s

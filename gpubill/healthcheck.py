@@ -14,6 +14,8 @@ from __future__ import annotations
 import socket
 import sys
 import urllib.request
+from collections.abc import Callable
+from typing import cast
 
 from gpubill.settings import get_settings
 
@@ -28,7 +30,7 @@ def worker(name: str = "") -> str:
 
     app = queues.producer(get_settings().broker_url)
     try:
-        replies = app.control.ping(destination=[name] if name else None, timeout=3)
+        replies = app.control.ping(destination=[name] if name else None, timeout=3) or []
     finally:
         app.close()
     names = [n for reply in replies for n in reply]
@@ -45,21 +47,22 @@ def beat() -> str:
 
     cfg = redbeat_config(get_settings().broker_url)
     key = f"{cfg['redbeat_key_prefix']}:lock"  # RedBeat: key_prefix + ":lock"
-    ttl = redis.Redis.from_url(str(cfg["redbeat_redis_url"]), socket_timeout=3).pttl(key)
+    # The sync client answers an int; redis-py types both clients' answers as one union.
+    ttl = cast(int | None, redis.Redis.from_url(str(cfg["redbeat_redis_url"]), socket_timeout=3).pttl(key))
     if ttl is None or ttl < 0:
         raise RuntimeError(f"no beat holds {key}")
     return f"{key} held, {ttl} ms left"
 
 
 def main(argv: list[str]) -> int:
-    checks = {"http": http, "worker": worker, "beat": beat}
+    checks: dict[str, Callable[..., str]] = {"http": http, "worker": worker, "beat": beat}
     if not argv or argv[0] not in checks:
         print(f"usage: python -m gpubill.healthcheck {{{'|'.join(checks)}}} [ARG]", file=sys.stderr)
         return 2
     try:
         print(checks[argv[0]](*argv[1:]))
         return 0
-    except Exception as exc:  # any failure is "unhealthy", with its reason
+    except Exception as exc:  # noqa: BLE001 - any failure is "unhealthy", with its reason
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
 

@@ -21,12 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from collections.abc import Callable
 
 import requests
 
@@ -109,7 +108,9 @@ class Stack:
 
     @property
     def settings(self) -> Settings:
-        return Settings(**{k.removeprefix("GPUBILL_").lower(): v for k, v in self.env.items()})
+        # Strings from the environment: pydantic parses each into its field's type.
+        values: dict[str, Any] = {k.removeprefix("GPUBILL_").lower(): v for k, v in self.env.items()}
+        return Settings(**values)
 
     @property
     def receiver_url(self) -> str:
@@ -120,7 +121,7 @@ class Stack:
         return Path(self.env.get("GPUBILL_DATA_DIR", "var")) / "logs"
 
     # -- start -------------------------------------------------------------------------
-    def start(self, timeout_s: float = 60) -> "Stack":
+    def start(self, timeout_s: float = 60) -> Stack:
         try:
             self._start(timeout_s)
         except BaseException:
@@ -269,7 +270,7 @@ class Stack:
             try:
                 if self._ready(name):
                     return
-            except Exception:  # not up yet
+            except Exception:  # noqa: BLE001 - not up yet (the deadline bounds the wait)
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not ready in time; see {self.log_dir / (name + '.log')}")
@@ -332,7 +333,7 @@ class Stack:
             self._lock.close()  # releases the flock
             self._lock = None
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import logging.config
-from datetime import datetime, timezone
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
@@ -112,7 +112,7 @@ def redact(text: str) -> str:
 def iso_time(record: logging.LogRecord) -> str:
     """The record's time as ISO 8601 in UTC with its zone and milliseconds,
     ``2026-12-01T19:53:16.991+00:00`` (RFC 3339), whatever the host's zone."""
-    return datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
 
 class JsonLines(JsonFormatter):
@@ -123,7 +123,7 @@ class JsonLines(JsonFormatter):
                                             "asctime": "time", "processName": "process"})
         super().__init__("%(asctime)s %(levelname)s %(name)s %(processName)s %(message)s", **kwargs)
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -141,7 +141,7 @@ class Text(logging.Formatter):
         record.ids = f" [{ids}]" if ids else ""
         return redact(super().format(record))
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record)
 
 

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
-    def _stripe_key_mode(self) -> "Settings":
+    def _stripe_key_mode(self) -> Settings:
         """Issue 12, case 6: in production the Stripe secret key's mode (``sk_live_`` /
         ``rk_live_`` live, ``sk_test_`` / ``rk_test_`` test — https://docs.stripe.com/keys)
         must agree with ``GPUBILL_STRIPE_LIVEMODE``, else every live event would be
@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _production_secrets(self) -> "Settings":
+    def _production_secrets(self) -> Settings:
         if self.env == "production":
             problems = production_secret_problems(self)
             if problems:

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import BigInteger, String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -157,7 +157,7 @@ def place_holds(session: Session, requests: Sequence[HoldRequest]) -> list[HoldR
     for rnd in _rounds([(requests[i].op_key,) for i in valid]):
         batch = [valid[j] for j in rnd]
         _hold_round(conn, requests, batch, results)
-    return results  # type: ignore[return-value]
+    return cast(list[HoldResult], results)  # every slot is set: refused above, or by its round
 
 
 def _hold_round(conn: Any, reqs: Sequence[HoldRequest], batch: list[int],
@@ -234,7 +234,7 @@ def capture_many(session: Session, requests: Sequence[CaptureRequest]) -> list[C
     conn = session.connection()
     for rnd in _rounds([(requests[i].hold_id, requests[i].op_key) for i in valid]):
         _capture_round(conn, requests, [valid[j] for j in rnd], results)
-    return results  # type: ignore[return-value]
+    return cast(list[CaptureResult], results)  # every slot is set: refused above, or by its round
 
 
 def _capture_round(conn: Any, reqs: Sequence[CaptureRequest], batch: list[int],

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -31,7 +32,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn: Any, _record: object) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
@@ -41,7 +42,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
@@ -57,3 +58,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One DB transaction: commits on success, rolls back on any exception."""
     with factory() as session, session.begin():
         yield session
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """Rows an ``UPDATE``/``DELETE`` run through ``Session.execute`` matched: the session
+    types its answer as ``Result``, but for a DML statement it is a ``CursorResult``."""
+    return cast(CursorResult[Any], result).rowcount

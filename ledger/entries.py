@@ -18,12 +18,16 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Integer,
+    Select,
+    SQLColumnExpression,
     String,
     and_,
     bindparam,
@@ -90,7 +94,8 @@ _USER, _N = bindparam("user_id", type_=String), bindparam("n", type_=Integer)
 _C_AT, _C_RID = bindparam("c_at", type_=DateTime), bindparam("c_rid", type_=BigInteger)
 
 
-def _before(at_col, src: int, rid_col, cursor_src: int | None):  # type: ignore[no-untyped-def]
+def _before(at_col: SQLColumnExpression[datetime | None], src: int, rid_col: SQLColumnExpression[int],
+            cursor_src: int | None) -> ColumnElement[bool]:
     """``(at, src, rid) < cursor`` for a branch whose ``src`` is the constant ``src``."""
     if cursor_src is None:
         return true()
@@ -101,8 +106,8 @@ def _before(at_col, src: int, rid_col, cursor_src: int | None):  # type: ignore[
     return or_(at_col < _C_AT, and_(at_col == _C_AT, rid_col < _C_RID))
 
 
-@lru_cache(maxsize=None)
-def _query(cursor_src: int | None):  # type: ignore[no-untyped-def]
+@cache
+def _query(cursor_src: int | None) -> Select[Any]:
     """The three kinds of entries, each branch cut to its newest ``n`` after the cursor
     (walking an index on ``(user_id, time, id)``), so a page costs the same on a wallet
     with ten entries or a million; then the newest ``n`` of their union."""

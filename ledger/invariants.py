@@ -18,9 +18,17 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from ledger.models import (
-    Adjustment, Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Posting, Topup, Wallet,
+    Adjustment,
+    Hold,
+    HoldStatus,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Posting,
+    Reversal,
+    Topup,
+    Wallet,
 )
-from ledger.models import Reversal
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +48,7 @@ def keyed(column: Any, name: str) -> Callable[[Callable[..., list[Violation]]], 
     is its row in the reconcile summary."""
 
     def mark(fn: Callable[..., list[Violation]]) -> Callable[..., list[Violation]]:
-        fn.key, fn.check_name = column, name  # type: ignore[attr-defined]
+        fn.key, fn.check_name = column, name  # type: ignore[attr-defined]  # marks on a plain function
         return fn
 
     return mark

@@ -102,7 +102,8 @@ def receipt(job: Job) -> dict[str, Any]:
     second: the GPU time the user paid for) and ``margin_usd`` (charge at $0.01 a credit
     − that cost), ``runpod_billed_usd`` (what RunPod bills us: cold-start share of
     ``delayTime`` + ``executionTime``, per second rounded up) and ``billed_margin_usd``
-    are decimal strings; ``cost_basis`` says which is which; RunPod ``delay_ms``/``execution_ms`` are milliseconds; timestamps ISO UTC.
+    are decimal strings; ``cost_basis`` says which is which; RunPod ``delay_ms``/``execution_ms``
+    are milliseconds; timestamps ISO UTC.
     """
     cost, billed = job.runpod_cost_usd, job.runpod_billed_usd
     margin = billed_margin = None

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.db import transaction
+from ledger.db import rows_matched, transaction
 from ledger.models import TaskLock, utcnow
 from ledger.operations import insert_ignore
 
@@ -25,10 +25,10 @@ def acquire(factory: sessionmaker[Session], name: str, holder: str, ttl_s: float
                          expires_at=until) is not None:
             return True
         # Compare-and-set on expiry: of two processes taking over a stale lease, one wins.
-        return s.execute(
+        return rows_matched(s.execute(
             update(TaskLock).where(TaskLock.name == name, TaskLock.expires_at < now)
             .values(holder=holder, acquired_at=now, expires_at=until)
-            .execution_options(synchronize_session=False)).rowcount == 1
+            .execution_options(synchronize_session=False))) == 1
 
 
 def release(factory: sessionmaker[Session], name: str, holder: str) -> None:

@@ -17,19 +17,28 @@ row that holds it. The common path is 2 statements for a hold and 4 for a captur
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import BindParameter, CursorResult, Row, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ledger.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, UnknownHold
 from ledger.models import (
-    REVENUE_GPU, STRIPE_CLEARING, Account, Hold, HoldStatus, LedgerTransaction, Posting,
-    Wallet, utcnow, wallet_account,
+    REVENUE_GPU,
+    STRIPE_CLEARING,
+    Account,
+    Base,
+    Hold,
+    HoldStatus,
+    LedgerTransaction,
+    Posting,
+    Wallet,
+    utcnow,
+    wallet_account,
 )
 
 
@@ -65,11 +74,12 @@ class Settlement:
 
 # Core tables, not ORM entities: the hot path skips the ORM's DML machinery (about 5×
 # less CPU per statement) and never touches a session's identity map.
-_W, _H = Wallet.__table__, Hold.__table__
-_TX, _P = LedgerTransaction.__table__, Posting.__table__
+# (Declarative models type ``__table__`` as a FromClause; these are their Tables.)
+_W, _H = cast(Table, Wallet.__table__), cast(Table, Hold.__table__)
+_TX, _P = cast(Table, LedgerTransaction.__table__), cast(Table, Posting.__table__)
 
 
-def _run(session: Session, stmt: Any, params: Any = None) -> Any:
+def _run(session: Session, stmt: Any, params: Any = None) -> CursorResult[Any]:
     """Execute a Core statement on the session's connection (inside its transaction)."""
     return session.connection().execute(stmt, params)
 
@@ -88,7 +98,7 @@ _CHARGE = update(_W).where(_W.c.user_id == bindparam("p_user")).values(
     updated_at=bindparam("p_now"))
 _FREE = update(_W).where(_W.c.user_id == bindparam("p_user")).values(
     held=_W.c.held - bindparam("p_held"), updated_at=bindparam("p_now"))
-_END_VALUES = {"close_key": bindparam("p_key"), "closed_at": bindparam("p_now"),
+_END_VALUES: dict[str, BindParameter[Any]] = {"close_key": bindparam("p_key"), "closed_at": bindparam("p_now"),
                "status": bindparam("p_status")}
 _END_RELEASE = update(_H).where(_H.c.id == bindparam("p_id"), _H.c.status == HoldStatus.OPEN).values(
     **_END_VALUES).returning(_H.c.user_id, _H.c.amount)
@@ -105,7 +115,7 @@ _HOLD_BY_KEY = select(_H).where(_H.c.op_key == bindparam("p_key"))
 _HOLD_BY_ID = select(_H).where(_H.c.id == bindparam("p_id"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def insert_ignore_statement(dialect: str, table: Any) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for ``table`` on
     ``dialect`` ("postgresql" or "sqlite"), built once (see above); execute it with the
@@ -115,10 +125,10 @@ def insert_ignore_statement(dialect: str, table: Any) -> Any:
     return ins(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
 
 
-def insert_ignore(session: Session, model: type, **values: object) -> Any | None:
+def insert_ignore(session: Session, model: type[Base], **values: object) -> Any | None:
     """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns the new
     row's primary key, or None when a conflicting row already exists."""
-    stmt = insert_ignore_statement(session.get_bind().dialect.name, model.__table__)  # type: ignore[attr-defined]
+    stmt = insert_ignore_statement(session.get_bind().dialect.name, model.__table__)
     return _run(session, stmt, values).scalar_one_or_none()
 
 
@@ -146,7 +156,7 @@ def _replay(prior: Row[Any], amount: int, user_id: str | None) -> Posted:
 
 def _post(session: Session, *, op_key: str, kind: str, amount: int, user_id: str,
           ref: str | None, legs: list[tuple[str, int]]) -> int:
-    tx_id = _run(session, _INSERT_TX, {"p_key": op_key, "p_kind": kind, "p_amount": amount,
+    tx_id: int = _run(session, _INSERT_TX, {"p_key": op_key, "p_kind": kind, "p_amount": amount,
                                        "p_user": user_id, "p_ref": ref, "p_now": utcnow()}).scalar_one()
     _run(session, _INSERT_POSTINGS, [
         {"transaction_id": tx_id, "account_id": acct, "amount": amt} for acct, amt in legs
@@ -264,9 +274,10 @@ def _end(session: Session, stmt: Any, **params: object) -> tuple[str, int] | Non
     (user_id, amount) of the hold, or None if it was not open (or too small). Raises
     ``IdempotencyConflict`` when the operation key already ended another hold."""
     try:
-        return _run(session, stmt, {"p_now": utcnow(), **params}).one_or_none()
+        row = _run(session, stmt, {"p_now": utcnow(), **params}).one_or_none()
     except IntegrityError as taken:  # holds.close_key is unique
         raise IdempotencyConflict(f"operation key {params['p_key']} already ended another hold") from taken
+    return None if row is None else (row.user_id, row.amount)
 
 
 def _settlement(hold: Row[Any], replayed: bool) -> Settlement:

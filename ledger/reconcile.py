@@ -19,10 +19,20 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.invariants import CHECKS, Violation, keyed
-from ledger.models import (
-    EventStatus, Job, JobStatus, RunPodJob, utcnow, LedgerTransaction, Reversal, ReversalStatus, StripeEvent, Topup, TopupStatus,
-)
 from ledger.jobs import PARKED, POISON_CANCELLED, job_quote
+from ledger.models import (
+    EventStatus,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Reversal,
+    ReversalStatus,
+    RunPodJob,
+    StripeEvent,
+    Topup,
+    TopupStatus,
+    utcnow,
+)
 from ledger.topups import share
 from pricing import charge
 
@@ -67,7 +77,8 @@ def _paid_sessions_credited(s: Session, within: ColumnElement[bool]) -> list[Vio
     return out
 
 
-_paid_sessions_credited.chunk = 500  # type: ignore[attr-defined]  # raw payloads: smaller chunks
+# A function attribute that the runner reads (raw payloads: smaller chunks).
+_paid_sessions_credited.chunk = 500  # type: ignore[attr-defined]  # set on a plain function
 
 
 # Event types whose handler moves money (credit, grant, claw-back, restore) or links the
@@ -258,7 +269,7 @@ def work(s: Session) -> int:
     total = 0
     for check in all_checks():
         dom = _domain(check)
-        total += 1 if dom is None else s.scalar(select(func.count()).select_from(dom.subquery()))
+        total += 1 if dom is None else s.execute(select(func.count()).select_from(dom.subquery())).scalar_one()
     return total
 
 

@@ -5,7 +5,7 @@ Runs inside the caller's transaction; the row is locked while a snapshot is appl
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +30,7 @@ def store(s: Session, *, subscription_id: str, user_id: str, customer: str | Non
     row.plan = plan or row.plan
     row.status, row.snapshot_at, row.updated_at = status, snapshot_at, utcnow()
     if current_period_end is not None:
-        row.current_period_end = datetime.fromtimestamp(current_period_end, timezone.utc).replace(tzinfo=None)
+        row.current_period_end = datetime.fromtimestamp(current_period_end, UTC).replace(tzinfo=None)
     return True
 
 

@@ -17,7 +17,7 @@ claws back exactly every credit and partial refunds sum exactly, in any order.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from ledger import operations as ops
@@ -50,7 +50,7 @@ def share(credits: int, amount_total: int, cents: int) -> int:
     return -(-credits * cents // amount_total)
 
 
-def _locked(s: Session, *where: object) -> Topup | None:
+def _locked(s: Session, *where: ColumnElement[bool]) -> Topup | None:
     return s.scalars(select(Topup).where(*where).with_for_update()
                      .execution_options(populate_existing=True)).first()
 

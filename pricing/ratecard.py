@@ -7,9 +7,9 @@ is not after that moment.
 from __future__ import annotations
 
 import tomllib
-from datetime import datetime, timezone
-from decimal import Decimal
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -101,7 +101,7 @@ class RateCard(_Frozen):
     jobs: dict[str, JobRate]
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RateCard":
+    def _consistent(self) -> RateCard:
         missing = set(JOB_TYPES) - set(self.jobs)
         if missing:
             raise ValueError(f"rate card {self.version} lacks job types {sorted(missing)}")
@@ -153,7 +153,7 @@ def load_ratecards(directory: Path = RATECARD_DIR) -> tuple[RateCard, ...]:
 
 def card_in_force(at: datetime | None = None, directory: Path = RATECARD_DIR) -> RateCard:
     """The card in force at ``at`` (default now, UTC). Raises ``LookupError`` before the first."""
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     eligible = [c for c in load_ratecards(directory) if c.effective_from <= at]
     if not eligible:
         raise LookupError(f"no rate card in force at {at.isoformat()}")

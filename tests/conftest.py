@@ -53,11 +53,11 @@ def _postgres(data_dir: Path) -> Iterator[Backend]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any driver error: PostgreSQL is not there
         _missing("PostgreSQL", err)
     try:
         db = claim_redis_db()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any client error: Redis is not there
         _missing("Redis", err)
     index = db.connection_pool.connection_kwargs["db"]
     try:
@@ -126,7 +126,7 @@ def violations(factory: sessionmaker[Session]) -> list[Violation]:
 
 
 @pytest.fixture
-def invariants(sessions: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def invariants(sessions: sessionmaker[Session]):
     """Call to assert every ledger invariant holds over the whole database."""
 
     def assert_hold() -> None:
@@ -181,7 +181,7 @@ def stack(backend: Backend, db_url: str, notify_sink: NotifySink) -> Iterator[St
 
 
 @pytest.fixture(scope="module")
-def api(stack):  # type: ignore[no-untyped-def]
+def api(stack):
     """An HTTP client of the running stack (the app's, Stripe's and an operator's view)."""
     from tests.helpers import Api
 

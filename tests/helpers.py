@@ -66,7 +66,7 @@ class Api(Client):
         wait_for(lambda: self.wallet(user)["balance"] == credits, 30, f"the top-up of {user}")
         return user
 
-    def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,  # type: ignore[override]
+    def submit(self, user_id: str, job_type: str = "framing", duration_s: float = 30,
                job_input: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
                **params: Any) -> requests.Response:
         return super().submit(user_id, job_type,

@@ -52,7 +52,7 @@ class NotifySink:
             self.deliveries.append(Delivery(status, req.headers.get("Gpubill-Signature", ""), raw))
         return Response("{}", status, content_type="application/json")(environ, start_response)
 
-    def start(self) -> "NotifySink":
+    def start(self) -> NotifySink:
         self.server = make_server("127.0.0.1", 0, self, threaded=True)
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True, name="notify-sink").start()

@@ -55,7 +55,7 @@ def subscriptions_body(s: Any, user_id: str) -> list[dict[str, Any]]:
 
 @bp.post("/jobs")
 @require_api_key
-def create_job():  # type: ignore[no-untyped-def]
+def create_job():
     """Store a job request (``requested``) with its quote, then enqueue its hold.
 
     202 ``{job_id, status, quote}``; 402 when the quote obviously exceeds the wallet's
@@ -99,7 +99,7 @@ def create_job():  # type: ignore[no-untyped-def]
 
 @bp.post("/quotes")
 @require_api_key
-def create_quote():  # type: ignore[no-untyped-def]
+def create_quote():
     """Price preview for ``{type, params}`` by the rate card in force: 200 ``{type,
     estimated_gpu_seconds, hold, max_gpu_seconds (funded), price_per_gpu_second,
     min_charge, ratecard_version}``; 422 on invalid input. Stores nothing."""
@@ -109,7 +109,7 @@ def create_quote():  # type: ignore[no-untyped-def]
 
 @bp.post("/jobs/<job_id>/cancel")
 @require_api_key
-def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
+def cancel_job(job_id: str):
     """Ask to cancel a job: 202 with its receipt; the worker (``jobs.cancel``) releases a
     job not yet on RunPod, or stops it with RunPod ``/cancel`` and settles it by the rate
     card's cancel policy. 404 unknown job; 409 ``job_finished`` when it already ended.
@@ -128,7 +128,7 @@ def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/jobs/<job_id>")
 @require_api_key
-def get_job(job_id: str):  # type: ignore[no-untyped-def]
+def get_job(job_id: str):
     """The job's status and receipt; 404 for an unknown id."""
     with transaction(services.sessions()) as s:
         job = s.get(Job, job_id[:40])
@@ -139,7 +139,7 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/wallets/<user_id>")
 @require_api_key
-def get_wallet(user_id: str):  # type: ignore[no-untyped-def]
+def get_wallet(user_id: str):
     """``{user_id, balance, held, available, status}`` in credits; unknown user → zeros."""
     check_user_id(user_id)
     with transaction(services.sessions()) as s:

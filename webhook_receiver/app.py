@@ -4,16 +4,32 @@ The receiver verifies, persists, enqueues and answers; it never imports task cod
 """
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from gpubill import queues
 from gpubill.batch_publisher import BatchPublisher
 from gpubill.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
-from webhook_receiver import api, errors, health, runpod_webhooks, stripe_webhooks
-from webhook_receiver import docs, logcontext, metrics, openapi
-from webhook_receiver import bodies, entries, ratelimit, subscriptions, topups
+from webhook_receiver import (
+    api,
+    bodies,
+    docs,
+    entries,
+    errors,
+    health,
+    logcontext,
+    metrics,
+    openapi,
+    ratelimit,
+    runpod_webhooks,
+    stripe_webhooks,
+    subscriptions,
+    topups,
+)
 from webhook_receiver.services import Services
 
 
@@ -24,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
     app = Flask(__name__)
     app.config["GPUBILL"] = cfg
-    app.json.sort_keys = False
+    cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider
     producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
     app.extensions["gpubill"] = Services(
         sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),

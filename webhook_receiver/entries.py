@@ -37,7 +37,7 @@ class EntriesQuery(BaseModel):
     @classmethod
     def _ascii_digits(cls, v: object) -> object:
         if isinstance(v, str) and not re.fullmatch(r"[0-9]{1,4}", v):
-            raise ValueError("must be an integer from 1 to %d" % entries.MAX_LIMIT)
+            raise ValueError(f"must be an integer from 1 to {entries.MAX_LIMIT}")
         return v
 
 
@@ -48,7 +48,7 @@ def entry_body(e: entries.Entry) -> dict[str, object]:
 
 @bp.get("/wallets/<user_id>/entries")
 @require_api_key
-def list_entries(user_id: str):  # type: ignore[no-untyped-def]
+def list_entries(user_id: str):
     check_user_id(user_id)
     query: EntriesQuery = parse_query(EntriesQuery)
     with transaction(services.sessions()) as s:

@@ -30,15 +30,15 @@ def error_body(code: str, message: str, fields: list[dict[str, Any]] | None = No
 
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def _api_error(e: ApiError):  # type: ignore[no-untyped-def]
+    def _api_error(e: ApiError):
         return jsonify(error_body(e.code, e.message, e.fields)), e.status
 
     @app.errorhandler(HTTPException)
-    def _http(e: HTTPException):  # type: ignore[no-untyped-def]
+    def _http(e: HTTPException):
         code = (e.name or "error").lower().replace(" ", "_")
         return jsonify(error_body(code, e.description or e.name)), e.code or 500
 
     @app.errorhandler(OperationalError)
-    def _db_down(e: OperationalError):  # type: ignore[no-untyped-def]
+    def _db_down(e: OperationalError):
         app.logger.error("database unavailable: %s", e)
         return jsonify(error_body("unavailable", "database unavailable, retry later")), 503

@@ -149,5 +149,5 @@ def spec() -> dict[str, Any]:
 
 
 @bp.get("/openapi.json")
-def openapi_json():  # type: ignore[no-untyped-def]
+def openapi_json():
     return jsonify(spec())

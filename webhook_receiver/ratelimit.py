@@ -47,13 +47,13 @@ def _api_key_bucket() -> str:
     return "key:" + hashlib.sha256(header.encode()).hexdigest()[:32]
 
 
-def _breached(scope: str):  # type: ignore[no-untyped-def]
+def _breached(scope: str):
     def on_breach(_limit: RequestLimit) -> None:
         RATE_LIMITED.labels(scope).inc()
     return on_breach
 
 
-def _too_many(e: RateLimitExceeded):  # type: ignore[no-untyped-def]
+def _too_many(e: RateLimitExceeded):
     # Retry-After and X-RateLimit-* are added by the limiter's after_request hook.
     return jsonify(error_body("rate_limited", f"too many requests ({e.description}); see Retry-After")), 429
 

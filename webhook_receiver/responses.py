@@ -86,8 +86,8 @@ class WalletBody(_Strict):
     held: int = Field(description="credits reserved by open holds")
     available: int = Field(description="balance − held, credits")
     status: str
-    subscriptions: list[dict[str, Any]] = Field(default_factory=list,
-                                                description="[{id, plan, status, current_period_end}]; only for subscribers")
+    subscriptions: list[dict[str, Any]] = Field(
+        default_factory=list, description="[{id, plan, status, current_period_end}]; only for subscribers")
 
 
 class Entry(_Strict):

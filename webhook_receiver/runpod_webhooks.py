@@ -26,7 +26,7 @@ _TOKEN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @bp.post("/webhooks/runpod/<token>")
-def receive(token: str):  # type: ignore[no-untyped-def]
+def receive(token: str):
     if not _TOKEN.match(token):
         raise ApiError(404, "not_found", "unknown webhook")
     with transaction(services.sessions()) as s:

@@ -10,6 +10,7 @@ from gpubill.ids import USER_ID_PATTERN, UserId, is_user_id
 from pricing import JobParams
 from webhook_receiver.errors import ApiError
 
+
 def check_user_id(user_id: str) -> None:
     """A ``user_id`` from the URL; raises ``ApiError`` 422 unless it is one in full
     (``gpubill.ids``)."""

@@ -3,10 +3,11 @@
 The signature is checked on the raw body with the stripe SDK (``Stripe-Signature``,
 HMAC-SHA256, tolerance 300 s); timestamps far in the future are refused too, which the
 SDK does not check — with the timestamp the SDK itself parsed (``signed_at``). The
-body was bounded before (``webhook_receiver.bodies``): a cut prefix is never verified. The verified event is stored by ``evt_`` id and committed, then
-handed to the batch publisher (``gpubill.batch_publisher``), which enqueues its task just
-after the answer; a duplicate delivery answers 200 and changes nothing. Bad signature or
-payload → 400 (nothing stored); database down → 503 so Stripe retries (for 3 days).
+body was bounded before (``webhook_receiver.bodies``): a cut prefix is never verified.
+The verified event is stored by ``evt_`` id and committed, then handed to the batch
+publisher (``gpubill.batch_publisher``), which enqueues its task just after the answer;
+a duplicate delivery answers 200 and changes nothing. Bad signature or payload → 400
+(nothing stored); database down → 503 so Stripe retries (for 3 days).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def signed_at(header: str) -> int:
 
 
 @bp.post("/webhooks/stripe")
-def receive():  # type: ignore[no-untyped-def]
+def receive():
     cfg = current_app.config["GPUBILL"]
     payload = request.get_data(cache=False)
     header = request.headers.get("Stripe-Signature", "")

@@ -15,10 +15,10 @@ from flask import Blueprint, jsonify
 from sqlalchemy.orm import Session
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpubill.ids import UserId
 from pricing import Plan, plans_by_id
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
 from webhook_receiver.topups import _gateway, created_once
 
@@ -42,7 +42,7 @@ def plan_body(p: Plan) -> dict[str, Any]:
 
 @bp.get("/plans")
 @require_api_key
-def list_plans():  # type: ignore[no-untyped-def]
+def list_plans():
     """``{"plans": [plan_body]}``, cheapest first; credits and amount are per period."""
     plans = sorted(plans_by_id().values(), key=lambda p: (p.amount, p.id))
     return jsonify({"plans": [plan_body(p) for p in plans]})
@@ -50,7 +50,7 @@ def list_plans():  # type: ignore[no-untyped-def]
 
 @bp.post("/subscriptions")
 @require_api_key
-def create_subscription():  # type: ignore[no-untyped-def]
+def create_subscription():
     """201 ``{subscription_id, session_id, checkout_url, plan}``. ``subscription_id``
     is null: Stripe creates the subscription (``sub_…``) only when Checkout completes
     (it then appears in ``GET /v1/wallets/{user_id}``). 422 unknown plan or bad input;

@@ -18,13 +18,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from gpubill.ids import UserId
 from ledger import topups
 from ledger.db import transaction
 from pricing import Pack, load_packs
 from webhook_receiver import idempotency, services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
-from gpubill.ids import UserId
 from webhook_receiver.schemas import parse_json
 from worker.stripe_gateway import idempotency_key
 
@@ -114,7 +114,7 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
     return jsonify(body), 201
 
 
-def _gateway():  # type: ignore[no-untyped-def]
+def _gateway():
     from worker.stripe_gateway import StripeGateway  # gateway only; no task code
 
     if "gpubill_stripe" not in current_app.extensions:
@@ -124,7 +124,7 @@ def _gateway():  # type: ignore[no-untyped-def]
 
 @bp.get("/packs")
 @require_api_key
-def list_packs():  # type: ignore[no-untyped-def]
+def list_packs():
     """``{"packs": [{id, price (cents), currency, credits}]}``, cheapest first."""
     packs = sorted(load_packs().values(), key=lambda p: p.price)
     return jsonify({"packs": [pack_body(p) for p in packs]})
@@ -132,7 +132,7 @@ def list_packs():  # type: ignore[no-untyped-def]
 
 @bp.post("/topups")
 @require_api_key
-def create_topup():  # type: ignore[no-untyped-def]
+def create_topup():
     """201 ``{topup_id, session_id, checkout_url, status, pack}``; 422 unknown pack or bad
     input (nothing stored); 409 an ``Idempotency-Key`` reused for another request;
     502 Stripe unreachable after the SDK's retries (nothing stored)."""

@@ -47,13 +47,13 @@ def runpod() -> RunPodGateway:
 
 
 @lru_cache(maxsize=4)
-def _stripe(pid: int) -> "StripeGateway":
+def _stripe(pid: int) -> StripeGateway:
     from worker.stripe_gateway import StripeGateway  # the SDK client only where it is used
 
     return StripeGateway(settings())
 
 
-def stripe() -> "StripeGateway":
+def stripe() -> StripeGateway:
     """This process's Stripe gateway (one ``StripeClient`` and its HTTP session)."""
     return _stripe(os.getpid())
 

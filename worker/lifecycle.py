@@ -19,12 +19,12 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
-from ledger.db import transaction
+from ledger.db import rows_matched, transaction
+from ledger.errors import InsufficientFunds, UnknownHold
 from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
-from ledger.errors import InsufficientFunds
 from ledger.models import Job, JobStatus, utcnow
-from pricing.ratecard import Lifetimes
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
+from pricing.ratecard import Lifetimes
 from worker import notifications, runpod_jobs, runpod_metrics
 from worker.notifications import transaction as ending_transaction
 
@@ -169,9 +169,12 @@ def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) ->
 
 
 def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
-    """The RunPod endpoint id of ``job_id`` (which exists)."""
+    """The RunPod endpoint id of ``job_id`` (which exists; else ``LookupError``)."""
     with transaction(factory) as s:
-        return s.get(Job, job_id).endpoint_id
+        job = s.get(Job, job_id)
+        if job is None:
+            raise LookupError(f"no job {job_id}")
+        return job.endpoint_id
 
 
 def lead_refresh(factory: sessionmaker[Session], job_id: str, window_s: float) -> bool:
@@ -183,7 +186,7 @@ def lead_refresh(factory: sessionmaker[Session], job_id: str, window_s: float) -
         led = s.execute(update(Job).where(
             Job.id == job_id, or_(Job.refresh_due_at.is_(None), Job.refresh_due_at <= now))
             .values(refresh_due_at=now + timedelta(seconds=window_s)))
-        return bool(led.rowcount)
+        return bool(rows_matched(led))
 
 
 class NotDispatchedYet(Exception):
@@ -275,6 +278,8 @@ def settle_terminal(s: Session, job: Job, state: str, status: dict[str, Any]) ->
     job.execution_ms = execution_ms
     quote = job_quote(job)
     if state == "COMPLETED":
+        if job.hold_id is None:  # a job runs only once held; a row without one is broken
+            raise UnknownHold(f"job {job.id} ran without a hold")
         settled = ops.capture(s, hold_id=job.hold_id, amount=charge(quote, execution_ms),
                               op_key=capture_key(job.id), ref=job.id)
         job.charge, job.released, job.output = settled.captured, settled.released, status.get("output")

@@ -1,4 +1,5 @@
-"""Money going back to Stripe: handlers for refund and dispute events (see ``worker.stripe_events`` for the dispatch and outcomes).
+"""Money going back to Stripe: handlers for refund and dispute events (see
+``worker.stripe_events`` for the dispatch and outcomes).
 
 - ``charge.refunded`` (a Charge; ``amount_refunded`` is cumulative, cents) applies every
   refund of the charge — listed in ``charge.refunds`` or, when that list is missing or

@@ -30,10 +30,11 @@ from gpubill.ids import USER_ID
 from gpubill.settings import get_settings
 from ledger import subscriptions, topups
 from ledger.models import EventStatus, StripeEvent
-from ledger.topups import NotYet, Rejected
+from ledger.topups import Rejected
 from pricing import Plan, load_plans
 from pricing.packs import PLANS_FILE
 from worker.stripe_refunds import stripe_id
+
 
 def _plans() -> dict[str, Plan]:
     return load_plans(get_settings().plans_file or PLANS_FILE)
@@ -167,7 +168,8 @@ def invoice_paid(s: Session, invoice: dict[str, Any], event: StripeEvent) -> str
     credits, named = invoice_credits(invoice, _plans())
     details = ((invoice.get("parent") or {}).get("subscription_details")) or {}
     user_id = _owner(s, stripe_id(invoice.get("customer")), details.get("metadata"))
-    paid = invoice.get("amount_paid") if isinstance(invoice.get("amount_paid"), int) else 0
+    amount_paid = invoice.get("amount_paid")
+    paid = amount_paid if isinstance(amount_paid, int) else 0
     topups.grant_invoice(s, invoice_id=invoice_id, user_id=user_id, credits=credits,
                          amount_paid=max(paid, 0), currency=str(invoice.get("currency") or "usd"),
                          plan="+".join(named), event_id=event.id)

@@ -15,8 +15,15 @@ from gpubill import queues
 from ledger.db import transaction
 from ledger.jobs import db_utcnow
 from ledger.models import (
-    EventStatus, Hold, HoldStatus, Job, JobStatus, Notification, NotificationStatus,
-    StripeEvent, utcnow,
+    EventStatus,
+    Hold,
+    HoldStatus,
+    Job,
+    JobStatus,
+    Notification,
+    NotificationStatus,
+    StripeEvent,
+    utcnow,
 )
 
 BATCH = 500

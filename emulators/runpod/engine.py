@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import requests
 
@@ -455,7 +455,7 @@ class Engine:
                 if 200 <= response.status_code < 300:
                     return
                 reason = f"HTTP {response.status_code}"
-            except Exception as exc:  # never let a receiver's failure reach the server
+            except Exception as exc:  # noqa: BLE001 - never let a receiver's failure reach the server
                 reason = f"{exc.__class__.__name__}: {exc}"
             log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
                         url, body.get("id"), attempt + 1, attempts, reason)
@@ -515,7 +515,7 @@ def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import threading
+from typing import cast
 
+from flask import Flask
 from werkzeug.serving import BaseWSGIServer
 
 from emulators.serving import run_until_signal, start_app, stop_app
@@ -25,7 +27,7 @@ def start_in_thread(config: EmulatorConfig, host: str = "127.0.0.1", port: int =
 def stop(server: BaseWSGIServer, thread: threading.Thread, timeout_s: float = 5.0) -> None:
     """Stop accepting requests, then stop the engine's job and webhook threads."""
     stop_app(server, thread, timeout_s)
-    server.app.extensions["runpod_engine"].shutdown()
+    cast(Flask, server.app).extensions["runpod_engine"].shutdown()
 
 
 def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8010) -> None:

@@ -25,7 +25,7 @@ def ledger(state: StripeState) -> dict[str, list[dict[str, Any]]]:
         for kind, fields in FIELDS.items():
             rows = [{f: state.objects[kind][i].get(f) for f in fields} for i in state.order[kind]]
             out["payments" if kind == "charge" else f"{kind}s"] = rows
-        for inv, row in zip(state.order["invoice"], out["invoices"]):
+        for inv, row in zip(state.order["invoice"], out["invoices"], strict=True):
             row["charge"] = state.invoice_charge.get(inv)
             row["lines"] = [{"price": ((ln.get("pricing") or {}).get("price_details") or {}).get("price"),
                              "amount": ln.get("amount"), "quantity": ln.get("quantity")}

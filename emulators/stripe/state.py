@@ -12,10 +12,12 @@ import time
 from typing import Any
 
 from emulators.stripe import billing, objects
-from emulators.stripe.events import event as envelope
-from emulators.stripe.events import new_id
+from emulators.stripe.events import event as envelope, new_id
 
 Obj = dict[str, Any]
+# StripeState has a method named ``list``: in its body, ``list[...]`` would name that method.
+Objs = list[Obj]
+Sent = list[tuple[str, Obj]]
 
 
 
@@ -74,7 +76,7 @@ class StripeState:
             raise NotFound(f"No such {kind}: '{oid}'") from None
 
     def list(self, kind: str, *, limit: int = 10, starting_after: str | None = None,
-             **filters: str) -> tuple[list[Obj], bool]:
+             **filters: str) -> tuple[Objs, bool]:
         """Newest first, like Stripe's list endpoints; ``filters`` match top-level fields."""
         with self.lock:
             ids = list(reversed(self.order[kind]))
@@ -84,7 +86,7 @@ class StripeState:
                      if all(o.get(k) == v for k, v in filters.items())]
             return copy.deepcopy(found[:limit]), len(found) > limit
 
-    def _events(self, *items: tuple[str, Obj], api_version: str | None = None) -> list[Obj]:
+    def _events(self, *items: tuple[str, Obj], api_version: str | None = None) -> Objs:
         out = []
         for type_, obj in items:
             ev = envelope(type_, obj)
@@ -159,7 +161,7 @@ class StripeState:
             self.idempotency[idempotency_key] = (repr(params), session)
         return copy.deepcopy(session)
 
-    def _bill(self, sub: Obj, lines: list[Obj], invoice_id: str, reason: str) -> list[tuple[str, Obj]]:
+    def _bill(self, sub: Obj, lines: Objs, invoice_id: str, reason: str) -> Sent:
         """Issue a paid invoice of ``lines`` for ``sub``; charge its total if > 0.
         Returns the (event type, object) pairs Stripe sends, in its order."""
         currency = sub["items"]["data"][0]["price"]["currency"]
@@ -181,7 +183,7 @@ class StripeState:
         return [("charge.succeeded", ch), ("payment_intent.succeeded", pi), ("invoice.paid", inv),
                 ("invoice_payment.paid", pay)]
 
-    def _pay_subscription(self, session: Obj) -> list[Obj]:
+    def _pay_subscription(self, session: Obj) -> Objs:
         spec = self.session_subs[session["id"]]
         customer = new_id("cus")
         sub = self._put("subscription", billing.subscription(
@@ -197,7 +199,7 @@ class StripeState:
         return self._events(("customer.subscription.created", sub), *billed,
                             ("checkout.session.completed", session))
 
-    def renew(self, sub_id: str) -> list[Obj]:
+    def renew(self, sub_id: str) -> Objs:
         """The next period of subscription ``sub_id`` is invoiced and paid (a trial ends)."""
         with self.lock:
             sub = self._obj("subscription", sub_id)
@@ -215,7 +217,7 @@ class StripeState:
                 "subscription_cycle")
             return self._events(("customer.subscription.updated", sub), *billed)
 
-    def change_plan(self, sub_id: str, price_id: str, remaining: float = 0.5) -> list[Obj]:
+    def change_plan(self, sub_id: str, price_id: str, remaining: float = 0.5) -> Objs:
         """Switch ``sub_id`` to ``price_id`` mid-period with ``remaining`` (0–1) of the
         period left, invoicing the proration at once (``proration_behavior=always_invoice``):
         a negative line for the old price's unused time, a positive one for the new price."""
@@ -237,7 +239,7 @@ class StripeState:
             billed = self._bill(sub, lines, iid, "subscription_update")
             return self._events(("customer.subscription.updated", sub), *billed)
 
-    def cancel(self, sub_id: str) -> list[Obj]:
+    def cancel(self, sub_id: str) -> Objs:
         with self.lock:
             sub = self._obj("subscription", sub_id)
             sub.update(status="canceled", canceled_at=int(time.time()))
@@ -256,7 +258,7 @@ class StripeState:
         pi.update(status="succeeded", latest_charge=ch["id"], amount_received=pi["amount"])
         return self._put("charge", ch)
 
-    def pay(self, sid: str, method: str = "card", outcome: str = "succeeded") -> list[Obj]:
+    def pay(self, sid: str, method: str = "card", outcome: str = "succeeded") -> Objs:
         """The customer pays session ``sid``: by ``card`` (paid at once) or a ``delayed``
         method (completed ``unpaid``, then ``outcome`` succeeded / failed / pending)."""
         with self.lock:
@@ -278,7 +280,7 @@ class StripeState:
             events = self._events(("payment_intent.processing", pi), ("checkout.session.completed", session))
             return events + (self.settle_delayed(sid, outcome) if outcome != "pending" else [])
 
-    def settle_delayed(self, sid: str, outcome: str) -> list[Obj]:
+    def settle_delayed(self, sid: str, outcome: str) -> Objs:
         """The delayed payment of session ``sid`` ends: ``succeeded`` or ``failed``."""
         with self.lock:
             session = self._obj("checkout.session", sid)
@@ -296,7 +298,7 @@ class StripeState:
                                     ("checkout.session.async_payment_failed", session))
             raise InvalidRequest(f"unknown outcome {outcome!r}")
 
-    def expire(self, sid: str) -> list[Obj]:
+    def expire(self, sid: str) -> Objs:
         with self.lock:
             session = self._open_session(sid)
             session["status"] = "expired"
@@ -318,7 +320,7 @@ class StripeState:
         return self._obj("charge", pi["latest_charge"])
 
     def refund(self, target: str, amount: int | None = None, list_refunds: bool = False,
-               api_version: str | None = None) -> list[Obj]:
+               api_version: str | None = None) -> Objs:
         """Refund ``amount`` cents (default: what is left) of a paid session's charge.
         ``charge.refunded`` lists the refunds only with ``list_refunds`` (API versions
         since 2022-11-15 leave them out, so consumers re-fetch them). For an endpoint on
@@ -344,7 +346,7 @@ class StripeState:
             return self._events(("refund.created", re), ("charge.refunded", snapshot),
                                 api_version=api_version)
 
-    def fail_refund(self, refund_id: str, api_version: str | None = None) -> list[Obj]:
+    def fail_refund(self, refund_id: str, api_version: str | None = None) -> Objs:
         """A refund fails after it was made (the money comes back to the merchant). An
         endpoint on an ``api_version`` before 2024-10-28 gets it as
         ``charge.refund.updated`` (the Refund) instead of ``refund.updated`` /
@@ -364,7 +366,7 @@ class StripeState:
                 return self._events(("charge.refund.updated", re), api_version=api_version)
             return self._events(("refund.updated", re), ("refund.failed", re), api_version=api_version)
 
-    def dispute(self, target: str, amount: int | None = None, prevented: bool = False) -> list[Obj]:
+    def dispute(self, target: str, amount: int | None = None, prevented: bool = False) -> Objs:
         """The cardholder disputes a paid session's charge; funds are withdrawn. With
         ``prevented`` the dispute is stopped before it becomes a chargeback (status
         ``prevented``, API 2025-08-27.basil): created and closed so, no funds withdrawn."""
@@ -379,7 +381,7 @@ class StripeState:
                 return self._events(("charge.dispute.created", dp), ("charge.dispute.closed", dp))
             return self._events(("charge.dispute.created", dp), ("charge.dispute.funds_withdrawn", dp))
 
-    def close_dispute(self, dispute_id: str, outcome: str) -> list[Obj]:
+    def close_dispute(self, dispute_id: str, outcome: str) -> Objs:
         """The dispute ends ``won`` (funds reinstated) or ``lost``; a ``lost`` one may then
         be won on ``appeal`` (API 2026-10-28: ``appeal_needs_response``,
         ``appeal_under_review`` as ``charge.dispute.updated``, then funds reinstated and
@@ -407,7 +409,7 @@ class StripeState:
             raise InvalidRequest(f"unknown outcome {outcome!r}")
 
     # -- subscriptions -----------------------------------------------------------------
-    def pay_invoice(self, customer: str, price: str, amount: int | None = None, quantity: int = 1) -> list[Obj]:
+    def pay_invoice(self, customer: str, price: str, amount: int | None = None, quantity: int = 1) -> Objs:
         """A subscription invoice for ``customer`` and Stripe Price ``price`` is paid
         (``amount`` cents; default the catalogue price × quantity, else 2500)."""
         with self.lock:

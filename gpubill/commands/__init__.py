@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from sqlalchemy import make_url
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gpubill.settings import get_settings
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print ``error: message`` to stderr and exit 1."""
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -33,14 +34,14 @@ def _sessions(url: str) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(url))
 
 
-def table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> str:
+def table(rows: Sequence[tuple[str, ...]], headers: tuple[str, ...]) -> str:
     """A plain fixed-width table: first column left-aligned, the others right-aligned."""
     cells = [headers, *rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(r: tuple[str, ...]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(r, widths, strict=False))).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
 
@@ -50,7 +51,7 @@ class _DatabaseErrors:
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)  # type: ignore[misc]
+            return super().invoke(ctx)  # type: ignore[misc]  # a mixin: the click class after it has invoke()
         except DBAPIError as err:
             url = make_url(get_settings().sqlalchemy_url).render_as_string(hide_password=True)
             first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)

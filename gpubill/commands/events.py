@@ -28,10 +28,11 @@ def replay_events(factory: sessionmaker[Session], publish: Callable[[str], bool]
 
     with transaction(factory) as s:
         if event_ids:
-            rows = [s.get(StripeEvent, i, with_for_update=True) for i in event_ids]
-            missing = [i for i, r in zip(event_ids, rows) if r is None]
+            found = [s.get(StripeEvent, i, with_for_update=True) for i in event_ids]
+            missing = [i for i, r in zip(event_ids, found, strict=True) if r is None]
             if missing:
                 raise LookupError(f"no stored event {', '.join(missing)}")
+            rows = [r for r in found if r is not None]
         else:
             statuses = [EventStatus.RECEIVED] + ([EventStatus.FAILED] if failed else [])
             rows = list(s.scalars(select(StripeEvent).where(StripeEvent.status.in_(statuses))
@@ -39,7 +40,7 @@ def replay_events(factory: sessionmaker[Session], publish: Callable[[str], bool]
         for row in rows:
             if row.status == EventStatus.FAILED:
                 row.status, row.attempts = EventStatus.RECEIVED, 0
-        ids = [row.id for row in rows if row is not None]
+        ids = [row.id for row in rows]
     for event_id in ids:
         publish(event_id)
     return ids

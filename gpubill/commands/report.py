@@ -44,7 +44,7 @@ def margins(since: datetime | None, group: str, png: Path | None) -> None:
         click.echo(f"chart written to {png}")
 
 
-def _chart(rows: list, group: str, path: Path) -> None:  # type: ignore[type-arg]
+def _chart(rows: list, group: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on servers
@@ -55,7 +55,7 @@ def _chart(rows: list, group: str, path: Path) -> None:  # type: ignore[type-arg
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 1.2), 4))
     ax.bar([x - 0.2 for x in xs], [float(r.revenue_usd) for r in rows], 0.4, label="revenue USD")
     ax.bar([x + 0.2 for x in xs], [float(r.runpod_cost_usd) for r in rows], 0.4, label="RunPod cost USD")
-    for x, r in zip(xs, rows):
+    for x, r in zip(xs, rows, strict=True):
         if r.margin_pct is not None:
             ax.annotate(f"{r.margin_pct}%", (x, float(max(r.revenue_usd, r.runpod_cost_usd))),
                         ha="center", va="bottom", fontsize=8)

@@ -17,7 +17,10 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("sqlalchemy.url is not set: run revisions through ledger.migrate")
+    engine = make_engine(url)
     try:
         with engine.connect() as connection:
             # Batch mode lets later revisions ALTER tables on SQLite too.

@@ -9,8 +9,8 @@ import pytest
 
 from gpubill.client import ApiError, GpubillClient, SignatureError, verify_notification
 from pricing import load_packs
-from tests.model import rates as model
 from tests.helpers import Api, wait_for
+from tests.model import rates as model
 
 pytestmark = pytest.mark.e2e
 

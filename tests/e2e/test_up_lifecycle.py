@@ -51,7 +51,7 @@ class Up:
                  150, "gpubill up started")
 
 
-def _totals(samples: dict) -> dict:  # type: ignore[type-arg]
+def _totals(samples: dict) -> dict:
     return {k: v for k, v in samples.items() if k[0].endswith("_total")}
 
 

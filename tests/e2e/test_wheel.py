@@ -27,7 +27,7 @@ DATA = {"emulators/runpod/profiles.toml", "emulators/stripe/fixtures/checkout_se
 
 
 @pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+def wheel_venv(tmp_path_factory) -> Path:
     """A fresh venv with the wheel installed (--no-deps) and this venv's site-packages
     after its own for the dependencies: no network, and the editable checkout is not
     on its path (the editable finder's .pth is not processed there)."""
@@ -79,7 +79,7 @@ def test_both_stand_ins_serve_from_the_wheel(wheel_venv, tmp_path) -> None:
         def up(url: str, **kw: object) -> bool:
             assert all(p.poll() is None for p in procs), "a stand-in exited"
             try:
-                return requests.get(url, timeout=2, **kw).ok  # type: ignore[arg-type]
+                return requests.get(url, timeout=2, **kw).ok
             except requests.ConnectionError:
                 return False
 

@@ -25,7 +25,7 @@ def create(db_url: str, name: str) -> tuple[str, str]:
     return ID.search(result.stdout).group(1), KEY.search(result.stdout).group(1)
 
 
-def wallet(stack, key: str) -> requests.Response:  # type: ignore[no-untyped-def]
+def wallet(stack, key: str) -> requests.Response:
     return requests.get(f"{stack.receiver_url}/v1/wallets/keys-user",
                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
 

@@ -19,7 +19,7 @@ TASK = queues.PROCESS_STRIPE_EVENT
 
 
 @pytest.fixture
-def broker(tmp_path) -> Iterator[EmbeddedBroker]:  # type: ignore[no-untyped-def]
+def broker(tmp_path) -> Iterator[EmbeddedBroker]:
     b = EmbeddedBroker(tmp_path / "broker").start()
     try:
         yield b
@@ -28,7 +28,7 @@ def broker(tmp_path) -> Iterator[EmbeddedBroker]:  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def publisher(broker) -> Iterator[BatchPublisher]:  # type: ignore[no-untyped-def]
+def publisher(broker) -> Iterator[BatchPublisher]:
     """A batch publisher of ``stripe.process_event`` (100 ids a message) to ``broker``."""
     producer = queues.producer(broker.url)
     publisher = BatchPublisher(producer, TASK, max_batch=100)
@@ -44,7 +44,7 @@ def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str,
     have arrived (or the timeout), consumed with kombu as a worker would."""
     got: list[tuple[str, list[str]]] = []
 
-    def on_message(body, message) -> None:  # type: ignore[no-untyped-def]
+    def on_message(body, message) -> None:
         args, kwargs, _embed = body  # Celery task protocol 2
         got.append((message.headers["task"], list(args)))
         message.ack()

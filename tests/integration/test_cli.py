@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cli_env(db_url, monkeypatch):  # type: ignore[no-untyped-def]
+def cli_env(db_url, monkeypatch):
     monkeypatch.setenv("GPUBILL_DATABASE_URL", db_url)
     get_settings.cache_clear()
     yield

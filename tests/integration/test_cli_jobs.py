@@ -19,7 +19,7 @@ from worker.runpod_gateway import RunPodGateway
 pytestmark = pytest.mark.integration
 
 
-def cli_env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def cli_env(stack) -> dict[str, str]:
     return {k: stack.env[k] for k in ("GPUBILL_RUNPOD_BASE_URL", "GPUBILL_BROKER_URL")}
 
 
@@ -27,7 +27,7 @@ def funded(api: Api) -> str:
     return api.funded_user("jobs")
 
 
-def captures(sessions, job_id: str) -> int:  # type: ignore[no-untyped-def]
+def captures(sessions, job_id: str) -> int:
     with transaction(sessions) as s:
         return s.scalar(select(func.count()).where(LedgerTransaction.kind == "capture",
                                                    LedgerTransaction.ref == job_id))

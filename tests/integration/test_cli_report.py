@@ -33,7 +33,7 @@ JOBS = [
 ]
 
 
-def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int):  # type: ignore[no-untyped-def]
+def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int):
     q = quote(job_type, JobParams(resolution="1080p", **params))
     job_id = f"job_{secrets.token_hex(8)}"
     with transaction(factory) as s:
@@ -46,7 +46,7 @@ def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int
 
 
 @pytest.fixture(scope="module")
-def ledger_db(tmp_path_factory):  # type: ignore[no-untyped-def]
+def ledger_db(tmp_path_factory):
     with own_database(tmp_path_factory.mktemp("report")) as url:
         engine = make_engine(url)
         factory = make_sessionmaker(engine)
@@ -60,12 +60,12 @@ def ledger_db(tmp_path_factory):  # type: ignore[no-untyped-def]
 def parse(output: str) -> dict[str, dict[str, str]]:
     lines = [line.split() for line in output.splitlines() if line.strip()]
     assert lines[0][1:] == HEADERS
-    return {cells[0]: dict(zip(HEADERS, cells[1:])) for cells in lines[2:] if len(cells) == 9}
+    return {cells[0]: dict(zip(HEADERS, cells[1:], strict=True)) for cells in lines[2:] if len(cells) == 9}
 
 
-def expected(jobs, key) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def expected(jobs, key) -> dict[str, dict[str, str]]:
     groups: dict[str, list] = {}
-    for job_id, q, job_type, final, ms in jobs:
+    for _job_id, q, job_type, final, ms in jobs:
         groups.setdefault(key(q, job_type), []).append((q, final, ms))
     groups["total"] = [j for k, js in list(groups.items()) for j in js]
     out = {}

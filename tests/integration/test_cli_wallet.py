@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def user(sessions) -> str:  # type: ignore[no-untyped-def]
+def user(sessions) -> str:
     """A wallet with 100 credits from a top-up."""
     u = f"wal-{secrets.token_hex(4)}"
     with transaction(sessions) as s:
@@ -26,13 +26,13 @@ def user(sessions) -> str:  # type: ignore[no-untyped-def]
     return u
 
 
-def balance(sessions, user: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def balance(sessions, user: str) -> tuple[int, int]:
     with transaction(sessions) as s:
         w = s.get(Wallet, user)
         return w.balance, w.held
 
 
-def adjustments(sessions, user: str) -> list[Adjustment]:  # type: ignore[no-untyped-def]
+def adjustments(sessions, user: str) -> list[Adjustment]:
     with transaction(sessions) as s:
         return list(s.scalars(select(Adjustment).where(Adjustment.user_id == user)))
 

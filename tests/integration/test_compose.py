@@ -20,11 +20,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 
 
 @pytest.fixture(scope="module")
-def services() -> dict:  # type: ignore[type-arg]
+def services() -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"]
 
 
-def _cmd(service: dict) -> str:  # type: ignore[type-arg]
+def _cmd(service: dict) -> str:
     return " ".join(service.get("command", []))
 
 

@@ -26,7 +26,7 @@ ENDERS = 100   # concurrent captures/releases of one hold
 
 
 @pytest.fixture(scope="module")
-def wide(db_url: str):  # type: ignore[no-untyped-def]
+def wide(db_url: str):
     """Sessions on a pool of 40 connections, so up to 40 racers are inside the
     database at once (PostgreSQL allows 100 connections in all)."""
     engine = make_engine(db_url, pool_size=40, max_overflow=0, pool_timeout=120)
@@ -42,7 +42,7 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
         barrier.wait()
         try:
             return fn(i)
-        except Exception as exc:  # collected and asserted by the caller
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
             return exc
 
     with ThreadPoolExecutor(n) as pool:

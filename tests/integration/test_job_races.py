@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import func, select
@@ -48,14 +49,14 @@ def running_job(sessions, user: str) -> tuple[str, int]:
 COMPLETED = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
 
 
-def funded_user(sessions) -> str:  # type: ignore[no-untyped-def]
+def funded_user(sessions) -> str:
     user = f"race-{secrets.token_hex(4)}"
     with transaction(sessions) as s:
         ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
     return user
 
 
-def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:  # type: ignore[no-untyped-def]
+def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:
     """The job, its hold and how many capture transactions it has."""
     with transaction(sessions) as s:
         job = s.get(Job, job_id)
@@ -71,7 +72,7 @@ def race(*calls) -> list[object]:
         barrier.wait()
         try:
             results[i] = call()
-        except Exception as exc:  # recorded, asserted by the caller
+        except Exception as exc:  # noqa: BLE001 - recorded, asserted by the caller
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
@@ -88,8 +89,8 @@ def test_completion_and_expiry_racing_settle_exactly_once(sessions, invariants) 
     charged = 0
     for _ in range(ROUNDS):
         job_id, hold = running_job(sessions, user)
-        race(lambda: lifecycle.apply_status(sessions, job_id, COMPLETED),
-             lambda: stops.settle_expired(sessions, job_id, None))
+        race(partial(lifecycle.apply_status, sessions, job_id, COMPLETED),
+             partial(stops.settle_expired, sessions, job_id, None))
         job, h, captures = settled(sessions, job_id)
         outcomes[job.status] += 1
         if job.status == JobStatus.COMPLETED:
@@ -117,11 +118,11 @@ def test_capture_and_expiry_of_one_hold_apply_once(sessions, invariants) -> None
             hold_id = ops.place_hold(s, user_id=user, amount=10, op_key=f"race:{user}:{n}:hold",
                                      expires_at=utcnow() + timedelta(hours=1)).hold_id
 
-        def capture() -> object:
+        def capture(hold_id: int = hold_id, n: int = n) -> object:
             with transaction(sessions) as s:
                 return ops.capture(s, hold_id=hold_id, amount=4, op_key=f"race:{user}:{n}:capture")
 
-        def expire() -> object:
+        def expire(hold_id: int = hold_id, n: int = n) -> object:
             with transaction(sessions) as s:
                 return ops.release(s, hold_id=hold_id, op_key=f"race:{user}:{n}:expire", expired=True)
 
@@ -167,8 +168,8 @@ def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants
     user = funded_user(sessions)
     for _ in range(ROUNDS):
         job_id, _hold = running_job(sessions, user)
-        race(lambda: lifecycle.apply_status(sessions, job_id, COMPLETED),
-             lambda: stops.settle_expired(sessions, job_id, COMPLETED))
+        race(partial(lifecycle.apply_status, sessions, job_id, COMPLETED),
+             partial(stops.settle_expired, sessions, job_id, COMPLETED))
         job, _h, captures = settled(sessions, job_id)
         assert (job.status, job.charge, captures) == (JobStatus.COMPLETED, 2, 1)
     with transaction(sessions) as s:

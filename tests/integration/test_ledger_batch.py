@@ -13,8 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from ledger import batch
-from ledger import operations as ops
+from ledger import batch, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.errors import LedgerError
 from ledger.models import Wallet, utcnow
@@ -33,7 +32,7 @@ def _shape(result: object) -> tuple:
     return (type(result).__name__,)
 
 
-def _one_by_one(sessions, fn, requests):  # type: ignore[no-untyped-def]
+def _one_by_one(sessions, fn, requests):
     out = []
     for r in requests:
         try:
@@ -44,7 +43,7 @@ def _one_by_one(sessions, fn, requests):  # type: ignore[no-untyped-def]
     return out
 
 
-def _wallets(sessions, users):  # type: ignore[no-untyped-def]
+def _wallets(sessions, users):
     with transaction(sessions) as s:
         rows = {w.user_id: (w.balance, w.held) for w in s.scalars(select(Wallet).where(Wallet.user_id.in_(users)))}
     return [rows.get(u, (0, 0)) for u in users]
@@ -64,14 +63,14 @@ def test_batched_holds_and_captures_match_one_by_one(sessions, invariants, seed)
     def hold_requests(side: str) -> list[batch.HoldRequest]:
         r = random.Random(seed)
         reqs = []
-        for n in range(60):
+        for _ in range(60):
             i = r.randrange(n_users)
             key = f"bt:{tag}:{side}:h{r.randrange(45)}"  # some keys repeat: replays / conflicts
             amount = r.choice([0, r.randint(1, 80), r.randint(1, 80)])
             reqs.append(batch.HoldRequest(users[side][i], amount, key, expires))
         return reqs
 
-    def place(s, r):  # type: ignore[no-untyped-def]
+    def place(s, r):
         return ops.place_hold(s, user_id=r.user_id, amount=r.amount, op_key=r.op_key, expires_at=r.expires_at)
 
     with transaction(sessions) as s:
@@ -85,7 +84,7 @@ def test_batched_holds_and_captures_match_one_by_one(sessions, invariants, seed)
         r = random.Random(seed + 100)
         ids = [h.hold_id for h in holds if isinstance(h, ops.HoldOutcome)]
         reqs = []
-        for n in range(50):
+        for _ in range(50):
             pick = r.randrange(len(ids) + 1)
             hold_id = ids[pick] if pick < len(ids) else 10**12  # an unknown hold now and then
             reqs.append(batch.CaptureRequest(hold_id, r.choice([0, r.randint(1, 90)]),

@@ -25,7 +25,7 @@ def key(kind: str) -> str:
     return f"test:{kind}:{secrets.token_hex(6)}"
 
 
-def later():  # type: ignore[no-untyped-def]
+def later():
     return utcnow() + timedelta(hours=1)
 
 

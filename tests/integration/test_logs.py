@@ -35,7 +35,7 @@ def test_log_lines_are_json_with_the_ids_of_the_work(stack) -> None:
     job_id = api.submit(user, "track", 30, {"emulator": {"execution_ms": 300}}).json()["job_id"]
     api.wait_job(job_id, ("completed",))
 
-    def worker_lines():  # type: ignore[no-untyped-def]
+    def worker_lines():
         lines = _lines(stack.log_dir, "worker")
         tasks = {(ln.get("task"), ln.get("job_id") or ln.get("event_id")) for ln in lines}
         return {("jobs.place_hold", job_id), ("jobs.dispatch", job_id),
@@ -55,7 +55,7 @@ def test_log_lines_are_json_with_the_ids_of_the_work(stack) -> None:
     assert any(ln.get("logger", "").startswith("gunicorn") for ln in _lines(stack.log_dir, "receiver"))
 
 
-def _topped_up_and_one_job(stack) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _topped_up_and_one_job(stack) -> tuple[str, str]:
     """A user tops up the small pack and runs one framing job to completion: (user, job id)."""
     api = Api(stack)
     user = f"u-{secrets.token_hex(4)}"

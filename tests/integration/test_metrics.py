@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.stacks import scrape, value
 pytestmark = pytest.mark.integration
 
 
-def _receiver_workers(stack) -> list[int]:  # type: ignore[no-untyped-def]
+def _receiver_workers(stack) -> list[int]:
     master = stack.child("receiver").proc.pid
     return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
@@ -74,7 +75,7 @@ def test_a_worker_serves_its_own_metrics_when_given_a_port(db_url, tmp_path) -> 
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        def answered():  # type: ignore[no-untyped-def]
+        def answered():
             assert proc.poll() is None, "worker exited"
             try:
                 return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
@@ -100,9 +101,10 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "gpubill" / "grafana" / "gpubi
 def _declared() -> set[str]:
     """Sample names the code declares (this process's registry: the receiver's and the
     workers' metric objects, labelled or not yet observed)."""
-    import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
-    import worker.runpod_metrics  # noqa: F401
     from prometheus_client import REGISTRY
+
+    import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
+    import worker.runpod_metrics  # noqa: F401  (registers its metrics)
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {f.name + s for f in REGISTRY.collect() if f.name.startswith("gpubill_")
@@ -146,7 +148,7 @@ def test_no_total_counter_decreases_across_a_run(stack, sessions) -> None:
             adjust(s, user_id=user, amount=amount, reason="test", operator="pytest",
                    op_key=f"mono-{user}-{amount}")
         history.append(scrape(stack.receiver_url))
-    for before, after in zip(history, history[1:]):
+    for before, after in pairwise(history):
         fell = {k: (before[k], after.get(k, 0.0)) for k in before
                 if k[0].endswith("_total") and after.get(k, 0.0) < before[k]}
         assert fell == {}, f"counters decreased: {fell}"

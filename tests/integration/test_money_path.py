@@ -37,7 +37,8 @@ def test_checkout_completed_credits_the_pack_once(api, sessions, invariants) -> 
     # The same payment as a second event object (another evt_ id) credits nothing more.
     replay = dict(event, id=f"evt_{secrets.token_hex(12)}")
     assert api.post_event(replay).status_code == 200
-    wait_for(lambda: (e := db_event(sessions, replay["id"])) and e.status == EventStatus.PROCESSED, 20, "replay processed")
+    wait_for(lambda: (e := db_event(sessions, replay["id"])) and e.status == EventStatus.PROCESSED,
+             20, "replay processed")
     assert api.wallet(user) == {"user_id": user, "balance": 2200, "held": 0, "available": 2200, "status": "active"}
     with transaction(sessions) as s:
         session_id = event["data"]["object"]["id"]
@@ -67,7 +68,8 @@ def test_amount_mismatch_is_parked_failed_not_credited(api, sessions, invariants
     ev = se.event("checkout.session.completed",
                   se.paid_checkout_session(user_id=user, pack="large", amount_total=500))
     assert api.post_event(ev).status_code == 200
-    stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.FAILED and e, 20, "failed")
+    stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.FAILED and e,
+                      20, "failed")
     assert "costs 3500" in stored.last_error
     assert api.wallet(user)["balance"] == 0
     invariants()

@@ -11,14 +11,13 @@ from openapi_spec_validator import validate
 
 from pricing import load_packs
 from tests.helpers import Api, wait_for
-from webhook_receiver import create_app
-from webhook_receiver import responses as r
+from webhook_receiver import create_app, responses as r
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def spec(stack) -> dict:  # type: ignore[type-arg]
+def spec(stack) -> dict:
     resp = requests.get(f"{stack.receiver_url}/openapi.json", timeout=10)
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/json")
     return resp.json()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sessions(new_database):  # type: ignore[no-untyped-def]
+def sessions(new_database):
     engine = make_engine(new_database())
     yield make_sessionmaker(engine)
     engine.dispose()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 DEEP = "[" * 5000 + "]" * 5000  # valid JSON; json.loads raises RecursionError
 
 
-def poisoned_held_job(stack, sessions, user: str) -> tuple[str, str, int]:  # type: ignore[no-untyped-def]
+def poisoned_held_job(stack, sessions, user: str) -> tuple[str, str, int]:
     """A held job (hold placed through the ledger) whose stored input is then replaced
     by one no worker can load; stuck long enough for the sweeper. (id, nonce, hold)."""
     cfg = stack.settings
@@ -46,7 +46,7 @@ def poisoned_held_job(stack, sessions, user: str) -> tuple[str, str, int]:  # ty
     return job_id, nonce, q.hold_credits
 
 
-def state(sessions, job_id: str) -> tuple[str, int, bool, str, str]:  # type: ignore[no-untyped-def]
+def state(sessions, job_id: str) -> tuple[str, int, bool, str, str]:
     with transaction(sessions) as s:
         status, failures, flagged, error, hold_id = s.execute(
             select(Job.status, Job.task_failures, Job.flagged, Job.error, Job.hold_id)

@@ -36,14 +36,14 @@ LOCK = "gpubill:redbeat:lock"
 
 
 @pytest.fixture(scope="module")
-def prod_stack(backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+def prod_stack(backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Module-scoped: it holds database connections, so it must not idle through the
     rest of the session (PostgreSQL's connection limit is shared by every test run)."""
     yield from production_stack(tmp_path_factory.mktemp("prod"), backend.name)
 
 
 # -- Flower ----------------------------------------------------------------------------
-def _get(stack, path: str):  # type: ignore[no-untyped-def]
+def _get(stack, path: str):
     user, _, password = stack.settings.flower_basic_auth.get_secret_value().partition(":")
     return requests.get(f"{stack.flower_url}{path}", auth=(user, password), timeout=10)
 
@@ -59,7 +59,7 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
 
     wanted = {queues.PROCESS_STRIPE_EVENT, queues.PLACE_HOLD, queues.DISPATCH, queues.REFRESH_STATUS}
 
-    def seen():  # type: ignore[no-untyped-def]
+    def seen():
         tasks = _get(prod_stack, "/api/tasks").json()
         done = {t["name"] for t in tasks.values() if t["state"] == "SUCCESS"}
         return wanted <= done and tasks
@@ -85,7 +85,7 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
 
 
 def test_flower_lists_one_worker_per_queue_and_queue_lengths(prod_stack) -> None:
-    def workers():  # type: ignore[no-untyped-def]
+    def workers():
         found = _get(prod_stack, "/api/workers?refresh=1").json()
         return len(found) >= len(queues.QUEUES) and found
 
@@ -131,7 +131,7 @@ def test_money_metrics_move_exactly_as_the_ledger(prod_stack) -> None:
     job = api.wait_job(r.json()["job_id"], ("completed", "failed"), 60)
     assert job["status"] == "completed" and job["charge"] >= 1
 
-    def settled():  # type: ignore[no-untyped-def]
+    def settled():
         now = scrape(prod_stack.receiver_url)
         return (value(now, CREDITS, flow="captured", direction="out")
                 > value(before, CREDITS, flow="captured", direction="out") and now)
@@ -190,12 +190,12 @@ def test_open_holds_and_backlogs_show_while_work_waits(prod_stack) -> None:
 
 
 # -- beat and healthchecks --------------------------------------------------------------
-def _check(stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _check(stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gpubill.healthcheck", *args], capture_output=True,
                           text=True, timeout=60, check=False, env={**os.environ, **stack.env, **env})
 
 
-def _acquired(stack) -> int:  # type: ignore[no-untyped-def]
+def _acquired(stack) -> int:
     return (stack.log_dir / "beat.log").read_text(errors="replace").count("beat: Acquired lock")
 
 

@@ -25,7 +25,7 @@ AUTH_FAILURES, PER_KEY = 50, 300
 
 
 @pytest.fixture(scope="module")
-def limited(stack, backend):  # type: ignore[no-untyped-def]
+def limited(stack, backend):
     storage = "memory://"
     if backend.broker_url:  # a Redis of this run's own (its flushed index)
         from tests.conftest import claim_redis_db

@@ -28,7 +28,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         b.stop()
 
 
-def _ready(database_url: str, broker_url: str, tmp_path) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
+def _ready(database_url: str, broker_url: str, tmp_path) -> tuple[int, dict]:
     app = create_app(Settings(env="test", data_dir=tmp_path, database_url=database_url, broker_url=broker_url))
     with serving(app) as url:
         r = requests.get(f"{url}/readyz", timeout=15)

@@ -126,7 +126,8 @@ def test_bad_stripe_signatures_are_400_and_store_nothing(api, sessions, case) ->
     assert counts(sessions) == before
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"id": "evt_1"}', b'{"id": "nope", "type": "x", "livemode": false, "data": {"object": {}}}'])
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"id": "evt_1"}',
+                                 b'{"id": "nope", "type": "x", "livemode": false, "data": {"object": {}}}'])
 def test_signed_but_malformed_events_are_400(api, sessions, raw) -> None:
     before = counts(sessions)
     headers = {"Stripe-Signature": se.stripe.WebhookSignature.generate_signature_header(raw.decode(), api.secret)}

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-
-from ledger.db import transaction
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emulators.stripe import events as se
+from ledger.db import transaction
 from tests.integration.test_receiver_input import counts, error
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,8 @@ def test_a_job_whose_input_is_too_deep_is_refused_at_intake(api, sessions) -> No
     before = counts(sessions)
     user = f"deep-{secrets.token_hex(4)}"
     for depth in (950, 40):
-        body = ('{"user_id": "%s", "type": "framing", "params": {"duration_s": 30}, "input": {"a": %s}}'
-                % (user, nested(depth)))
+        body = (f'{{"user_id": "{user}", "type": "framing", "params": {{"duration_s": 30}}, '
+                f'"input": {{"a": {nested(depth)}}}}}')
         r = api.http.post(f"{api.base}/v1/jobs", data=body, timeout=10,
                           headers={"Content-Type": "application/json"})
         assert error(r, 400)["code"] == "invalid_json", depth
@@ -187,9 +187,6 @@ def test_a_user_id_with_a_trailing_newline_is_refused_everywhere(api, sessions) 
         assert "client_reference_id" in s.get(StripeEvent, event["id"]).last_error
         assert s.scalars(select(Wallet).where(Wallet.user_id.like(f"{user}%"))).all() == []
 
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402 — generated cases below
-from hypothesis import strategies as st  # noqa: E402
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -22,12 +22,20 @@ from emulators.stripe import events as stripe_events
 from gpubill import queues
 from ledger import locks, operations as ops, topups
 from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.invariants import CHECKS
 from ledger.jobs import new_job
 from ledger.models import (
+    Hold,
+    Job,
+    JobStatus,
+    LedgerTransaction,
+    Posting,
+    ReconcileRun,
     RunPodJob,
-    Hold, Job, JobStatus, LedgerTransaction, Posting, ReconcileRun, StripeEvent, TaskLock, utcnow,
+    StripeEvent,
+    TaskLock,
+    utcnow,
 )
-from ledger.invariants import CHECKS
 from ledger.reconcile import all_checks, check_name, run_checks, snapshot
 from ledger.reconcile_runs import nightly
 from pricing import JobParams, load_packs, quote
@@ -85,7 +93,7 @@ def scenario(s: Session) -> dict[str, object]:
 
 
 @pytest.fixture
-def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, object]]]:  # type: ignore[no-untyped-def]
+def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, object]]]:
     with own_database(tmp_path) as url:
         engine = make_engine(url)
         factory = make_sessionmaker(engine)
@@ -95,7 +103,7 @@ def ledger_db(tmp_path) -> Iterator[tuple[str, sessionmaker[Session], dict[str, 
         engine.dispose()
 
 
-def corrupted(ledger_db, corrupt: Callable[[Session, dict], None]):  # type: ignore[no-untyped-def]
+def corrupted(ledger_db, corrupt: Callable[[Session, dict], None]):
     url, factory, ids = ledger_db
     with transaction(factory) as s:
         corrupt(s, ids)

@@ -32,7 +32,7 @@ def books(sessions, job_ids: list[str]) -> dict[str, RunPodJob]:
         return {r.id: r for r in s.scalars(select(RunPodJob).where(RunPodJob.job_id.in_(job_ids)))}
 
 
-def drained(cfg, sessions, nonces, job_ids: list[str]) -> list[dict] | None:  # type: ignore[no-untyped-def]
+def drained(cfg, sessions, nonces, job_ids: list[str]) -> list[dict] | None:
     """The stand-in's jobs for ``nonces`` once each is terminal and in our books as the
     billed one or a settled (cancelled, written-off) stray; else None."""
     truth = [t for t in runpod_jobs(cfg) if t["input"].get("nonce") in nonces]

@@ -6,6 +6,7 @@ settles the job. Counted on the RunPod stand-in's ground truth (``GET /_control/
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
 import pytest
 import requests
@@ -15,7 +16,6 @@ from ledger.models import Job, JobStatus
 from pricing import JobParams, charge, quote
 from tests.helpers import wait_for
 from tests.runpod_truth import runpod_jobs
-from decimal import Decimal
 
 pytestmark = pytest.mark.integration
 

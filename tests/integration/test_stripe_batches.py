@@ -18,7 +18,7 @@ from tests.stripe_flows import event_ids, open_session, post_all, settle, transa
 pytestmark = pytest.mark.integration
 
 
-def _store(db_url: str, events: list[dict]) -> list[str]:  # type: ignore[type-arg]
+def _store(db_url: str, events: list[dict]) -> list[str]:
     """Store events as the receiver does, without publishing them."""
     engine = intake_engine(db_url)
     try:
@@ -32,7 +32,7 @@ def _store(db_url: str, events: list[dict]) -> list[str]:  # type: ignore[type-a
 
 
 def test_a_batch_applies_each_event_once_and_retries_a_waiting_one_alone(
-        api, stack, sessions, db_url, invariants) -> None:  # type: ignore[no-untyped-def]
+        api, stack, sessions, db_url, invariants) -> None:
     credits = load_packs()["small"].credits
     first, second, late = uid("batch-a"), uid("batch-b"), uid("batch-late")
     sessions_of = {u: open_session(api, u, "small") for u in (first, second, late)}

@@ -8,8 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from ledger import entries
-from ledger import operations as ops
+from ledger import entries, operations as ops
 from ledger.db import transaction
 from ledger.models import ADJUSTMENTS, STRIPE_CLEARING, utcnow
 

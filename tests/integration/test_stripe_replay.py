@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cli(stack, monkeypatch):  # type: ignore[no-untyped-def]
+def cli(stack, monkeypatch):
     """Run ``gpubill …`` in-process against the stack's database and broker."""
     cfg = stack.settings
     monkeypatch.setenv("GPUBILL_DATABASE_URL", cfg.sqlalchemy_url)

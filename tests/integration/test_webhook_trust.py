@@ -14,8 +14,8 @@ import secrets
 import pytest
 import requests
 
-from tests.model import rates as model
 from tests.helpers import Api
+from tests.model import rates as model
 from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
 

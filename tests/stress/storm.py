@@ -36,10 +36,10 @@ from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.models import EventStatus, Hold, HoldStatus, Job, JobStatus, LedgerTransaction, StripeEvent, Wallet
 from pricing import load_packs
-from tests.model import rates
-from tests.model.wallets import Model
 from tests.conftest import REDIS_URL, Backend, claim_redis_db
 from tests.helpers import Api, wait_for
+from tests.model import rates
+from tests.model.wallets import Model
 
 WALLETS = 50
 JOB_TYPES = ("framing", "overlay", "upscale", "track")

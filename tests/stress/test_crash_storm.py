@@ -34,7 +34,7 @@ KILLS = 4  # one after each of the storm's first four waves
 
 
 @pytest.fixture
-def crash_stack(new_database, backend, tmp_path: Path):  # type: ignore[no-untyped-def]
+def crash_stack(new_database, backend, tmp_path: Path):
     """A stack of its own (own database, own broker) whose workers the test may kill."""
     with storm_stack(new_database(), backend, tmp_path) as stack:
         yield stack

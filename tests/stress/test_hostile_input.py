@@ -11,8 +11,7 @@ import json
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emulators.stripe import events as se
 from tests.integration.test_receiver_input import counts

@@ -40,7 +40,7 @@ def test_broker_outage_mid_storm_is_accepted_then_processed_once(new_database, b
         outage = ExitStack()
         try:
             storm.fund()
-            for i, wave in enumerate(storm.waves(4)):
+            for i, _wave in enumerate(storm.waves(4)):
                 if i + 1 == OUTAGE_WAVES[0]:  # wave 0's work is in flight when the broker stops
                     outage.enter_context(broker_down(stack))
                 if i == OUTAGE_WAVES[-1]:

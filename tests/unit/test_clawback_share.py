@@ -20,7 +20,7 @@ def test_any_split_of_a_full_refund_sums_exactly() -> None:
     for pack in load_packs().values():
         for _ in range(300):
             cuts = sorted(rng.sample(range(1, pack.price), rng.randint(0, 6)))
-            parts = [b - a for a, b in zip([0, *cuts], [*cuts, pack.price])]
+            parts = [b - a for a, b in zip([0, *cuts], [*cuts, pack.price], strict=True)]
             taken, clawed = 0, 0
             for cents in parts:
                 taken += cents

@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
-
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
-from pricing import JOB_TYPES, JobParams, QuoteError, card_in_force, charge, load_packs, quote, runpod_cost_usd
-from pricing import RateCard, cancel_charge, quote_body
+from pricing import (
+    JOB_TYPES,
+    JobParams,
+    QuoteError,
+    RateCard,
+    cancel_charge,
+    card_in_force,
+    charge,
+    load_packs,
+    quote,
+    quote_body,
+    runpod_cost_usd,
+)
 from pricing.ratecard import RATECARD_DIR, card_by_version, load_ratecard
 
 
@@ -101,11 +111,11 @@ def test_runpod_cost_uses_the_gpu_price_per_second() -> None:
 
 
 def test_card_in_force_by_date() -> None:
-    card = card_in_force(datetime(2027, 1, 1, tzinfo=timezone.utc))
+    card = card_in_force(datetime(2027, 1, 1, tzinfo=UTC))
     assert card.version == "2026-11-01"
     assert card_by_version("2026-11-01") == card
     with pytest.raises(LookupError):
-        card_in_force(datetime(2020, 1, 1, tzinfo=timezone.utc))
+        card_in_force(datetime(2020, 1, 1, tzinfo=UTC))
 
 
 def test_rate_card_is_validated(tmp_path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -81,7 +81,7 @@ def test_refusals_name_the_field_and_the_allowed_values() -> None:
 
 def test_quote_uses_the_card_in_force_at_the_given_moment() -> None:
     with pytest.raises(LookupError, match="no rate card in force at 2026-01-01T00:00:00"):
-        quote("framing", p(), at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+        quote("framing", p(), at=datetime(2026, 1, 1, tzinfo=UTC))
     effective = datetime.fromisoformat(str(TOML["effective_from"]).replace("Z", "+00:00"))
     assert card_in_force(effective).version == TOML["version"]  # in force from its first instant
 

@@ -7,9 +7,8 @@ Create Date: 2026-11-21 04:51:17.072384
 """
 import datetime
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
