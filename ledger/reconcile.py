@@ -99,9 +99,9 @@ def _events_not_applied(s: Session, within: ColumnElement[bool]) -> list[Violati
                      .where(within, or_(StripeEvent.status == EventStatus.WRONG_MODE,
                                         and_(StripeEvent.status == EventStatus.FAILED,
                                              StripeEvent.type.in_(MONEY_EVENTS)))))
+    wrong = "in the wrong mode (livemode differs from the deployment)"
     return [Violation(5, f"stripe event {eid}",
-                      f"{etype} {'in the wrong mode (livemode differs from the deployment)' if status == EventStatus.WRONG_MODE else 'parked'}: "
-                      f"{(error or '')[:200]}")
+                      f"{etype} {wrong if status == EventStatus.WRONG_MODE else 'parked'}: {(error or '')[:200]}")
             for eid, etype, status, error in rows]
 
 

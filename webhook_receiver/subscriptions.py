@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, jsonify
-from sqlalchemy.orm import Session
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from gpubill.ids import UserId
 from pricing import Plan, plans_by_id

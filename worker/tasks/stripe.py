@@ -25,9 +25,10 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
     (``gpubill.batch_publisher``). An event waiting for something not known yet (a
     refund before its top-up is credited) is retried with backoff from
     ``stripe_retry_base_s``; the event row counts the attempts and parks it ``failed``
-    after ``stripe_pending_attempts`` attempts and ``stripe_pending_window_s`` of waiting. In a batch, such an event (or one that met a
-    transient error) is published again as a task of its own, so the others are not
-    held back or applied again. Returns the status (one id) or ``{id: status}``.
+    after ``stripe_pending_attempts`` attempts and ``stripe_pending_window_s`` of
+    waiting. In a batch, such an event (or one that met a transient error) is published
+    again as a task of its own, so the others are not held back or applied again.
+    Returns the status (one id) or ``{id: status}``.
     """
     cfg = context.settings()
     if len(event_ids) == 1:
