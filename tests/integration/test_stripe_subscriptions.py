@@ -88,6 +88,59 @@ def test_new_customer_subscribes_is_credited_each_period_and_upgrades_pro_rata(a
     invariants()
 
 
+def ceil_share(credits: int, taken: int, paid: int) -> int:
+    """The claw-back of ``taken`` cents of an invoice that paid ``paid`` cents for
+    ``credits`` credits: ceil(credits × taken / paid) (docs/stripe-money.md)."""
+    return -(-credits * taken // paid)
+
+
+def test_one_customer_from_checkout_to_a_won_appeal(api, sessions, invariants) -> None:
+    """Issue 12's whole story on one wallet, checked against a hand computation after
+    every step: a new customer subscribes through Checkout (starter), is credited each
+    period, upgrades (the proration invoice credited pro rata), gets a partial refund of
+    that invoice (clawed back once, though delivered twice) and a dispute of the first
+    invoice (withdrawn, lost, then reinstated after a won appeal). Amounts come from
+    ``pricing/plans.toml`` and what the stand-in invoiced."""
+    starter, pro = PLANS["starter"], PLANS["pro"]
+    user = uid("story")
+    paid = api.stripe.pay(subscribe(api, user, "starter")["session_id"], duplicate=True)
+    settle(sessions, event_ids(paid))
+    expected = starter.credits
+    assert wallet(api, user)["balance"] == expected
+    first = next(e["data"]["object"] for e in paid["events"] if e["type"] == "invoice.paid")
+    sub_id = next(e["data"]["object"]["id"] for e in paid["events"] if e["type"] == "customer.subscription.created")
+
+    settle(sessions, event_ids(api.stripe.subscription(sub_id, "renew", duplicate=True)))
+    expected += starter.credits
+    assert wallet(api, user)["balance"] == expected
+
+    upgraded = api.stripe.subscription(sub_id, "change", price=pro.price, remaining=0.5)
+    settle(sessions, event_ids(upgraded))
+    lines = {ln["pricing"]["price_details"]["price"]: ln["amount"] for ln in invoiced(upgraded)}
+    granted = pro.credits * lines[pro.price] // pro.amount - ceil_share(starter.credits, -lines[starter.price],
+                                                                         starter.amount)
+    expected += granted
+    assert wallet(api, user)["balance"] == expected
+    proration = next(e["data"]["object"] for e in upgraded["events"] if e["type"] == "invoice.paid")
+    assert proration["amount_paid"] == lines[pro.price] + lines[starter.price]
+
+    refunded = api.stripe.refund(proration["id"], 700, duplicate=True, order="shuffled")
+    settle(sessions, event_ids(refunded))
+    expected -= ceil_share(granted, 700, proration["amount_paid"])
+    assert wallet(api, user)["balance"] == expected
+
+    disputed = api.stripe.dispute(first["id"])  # the whole first invoice
+    settle(sessions, event_ids(disputed))
+    taken = ceil_share(starter.credits, first["amount_paid"], first["amount_paid"])
+    assert wallet(api, user)["balance"] == expected - taken
+    dp = disputed["object"]["id"]
+    settle(sessions, event_ids(api.stripe.close_dispute(dp, "lost", duplicate=True)))
+    assert wallet(api, user)["balance"] == expected - taken
+    settle(sessions, event_ids(api.stripe.close_dispute(dp, "appeal", duplicate=True, order="shuffled")))
+    assert wallet(api, user)["balance"] == expected
+    invariants()
+
+
 def test_invoice_before_the_checkout_completion_still_credits_once(api, sessions, invariants) -> None:
     """The first invoice may arrive before ``checkout.session.completed``: the
     subscription's metadata (``parent.subscription_details``) names the wallet."""
