@@ -31,7 +31,9 @@ class SubscriptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    plan: str = Field(min_length=1, max_length=32)
+    # The spec lists the plans of plans.toml (an unknown one is a 422, issue 13 finding).
+    plan: str = Field(min_length=1, max_length=32,
+                      json_schema_extra=lambda s: s.update(enum=sorted(plans_by_id())))
 
 
 def plan_body(p: Plan) -> dict[str, Any]:

@@ -34,7 +34,9 @@ class TopupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    pack: str = Field(min_length=1, max_length=32)
+    # The spec lists the packs of packs.toml (an unknown one is a 422, issue 13 finding).
+    pack: str = Field(min_length=1, max_length=32,
+                      json_schema_extra=lambda s: s.update(enum=sorted(load_packs())))
 
 
 def pack_body(p: Pack) -> dict[str, Any]:
