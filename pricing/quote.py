@@ -8,13 +8,22 @@
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from pricing.ratecard import JobType, LifetimeError, RateCard, card_in_force
+
+DURATION_STRING = r"^[0-9]{1,5}(\.[0-9]{1,3})?$"  # a clip length sent as a JSON string
+
+
+def _duration_pattern(schema: dict[str, Any]) -> None:
+    """The documented string form of ``duration_s`` in its JSON schema (its string branch)."""
+    schema["anyOf"][1]["pattern"] = DURATION_STRING
 
 
 class JobParams(BaseModel):
@@ -26,9 +35,20 @@ class JobParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    duration_s: Decimal = Field(gt=0, le=10_800, max_digits=12, decimal_places=3)
+    # A string is accepted only in the documented form (DURATION_STRING): pydantic's
+    # Decimal also reads "1e3", " 5", "5." and documents its string form as any string
+    # (issue 13, schemathesis finding).
+    duration_s: Decimal = Field(gt=0, le=10_800, max_digits=12, decimal_places=3,
+                                json_schema_extra=_duration_pattern)
     resolution: str = Field(default="1080p", max_length=16)
     scale: int | None = Field(default=None, ge=1, le=16)
+
+    @field_validator("duration_s", mode="before")
+    @classmethod
+    def _plain_decimal_string(cls, v: object) -> object:
+        if isinstance(v, str) and not re.fullmatch(DURATION_STRING, v):
+            raise ValueError("duration_s as a string must be plain decimal digits, at most 3 places")
+        return v
 
     @field_serializer("duration_s", when_used="json")
     def _duration_as_number(self, v: Decimal) -> float:

@@ -27,7 +27,9 @@ class EntriesQuery(BaseModel):
     """Query of ``GET /v1/wallets/{user_id}/entries``. ``limit`` is matched as ASCII
     digits first: ``int()`` (and pydantic's lax int) would read ``²`` or ``٣``."""
 
-    model_config = ConfigDict(extra="ignore")
+    # An unknown parameter is a 422, as an unknown body field is (and as at Stripe): a
+    # misspelt ``limt=10`` must not silently answer 50 entries (issue 13, schemathesis).
+    model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=entries.MAX_LIMIT)
     # pydantic's patterns are Rust regex: "$" is the end of the text (no "\n" before it).

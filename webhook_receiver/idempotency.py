@@ -27,7 +27,8 @@ from webhook_receiver.errors import ApiError
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces; Stripe allows 255
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # printable ASCII, no spaces; Stripe allows 255
+_KEY = re.compile(KEY_PATTERN)
 
 
 def request_key() -> str | None:

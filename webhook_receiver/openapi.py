@@ -15,7 +15,10 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from gpubill.ids import USER_ID_PATTERN
+from ledger.entries import MAX_LIMIT
 from webhook_receiver import responses as r
+from webhook_receiver.idempotency import HEADER as IDEMPOTENCY_HEADER, KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from webhook_receiver.schemas import JobRequest, QuoteRequest
 from webhook_receiver.stripe_webhooks import StripeEnvelope
 from webhook_receiver.subscriptions import SubscriptionRequest
@@ -39,7 +42,16 @@ class Route:
     headers: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     content_type: str = "application/json"
     params: dict[str, str] = field(default_factory=dict)  # path parameter → description
-    query: tuple[tuple[str, str, str], ...] = ()  # (name, description, JSON type), optional
+    query: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (name, description, JSON Schema), optional
+
+
+# Parameter schemas as strict as the code's checks (issue 13: schemathesis generates from
+# them, and a looser spec documents requests the code refuses).
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {"user_id": {"type": "string", "pattern": USER_ID_PATTERN}}
+# (path, header): only /v1/jobs checks its Idempotency-Key (webhook_receiver.idempotency);
+# the Checkout routes hash any key into Stripe's (worker.stripe_gateway.idempotency_key).
+HEADER_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("/v1/jobs", IDEMPOTENCY_HEADER): {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}
 
 
 _ERR = r.ErrorBody
@@ -58,7 +70,9 @@ ROUTES: list[Route] = [
           {200: r.WalletBody, 401: _ERR, 422: _ERR}, auth=True, params={"user_id": "the app's user id"}),
     Route("get", "/v1/wallets/{user_id}/entries", "A wallet's ledger entries, newest first",
           {200: r.EntriesPage, 401: _ERR, 422: _ERR}, auth=True, params={"user_id": "the app's user id"},
-          query=(("limit", "1–200, default 50", "integer"), ("cursor", "next_cursor of the previous page", "string"))),
+          query=(("limit", f"1–{MAX_LIMIT}, default 50", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                 ("cursor", "next_cursor of the previous page",
+                  {"type": "string", "maxLength": 512, "pattern": "^[A-Za-z0-9_-]*$"}))),
     Route("get", "/v1/packs", "Top-up packs (price, currency, credits)", {200: r.Packs, 401: _ERR}, auth=True),
     Route("post", "/v1/topups", "Start buying a pack: a Stripe Checkout Session",
           {201: r.TopupCreated, 400: _ERR, 401: _ERR, 409: _ERR, 422: _ERR, 502: _ERR, 503: _ERR},
@@ -97,11 +111,12 @@ def _operation(route: Route, ref: dict[type[BaseModel], dict[str, Any]]) -> dict
                           "operationId": f"{route.method}_{route.path.strip('/').replace('/', '_')}"
                           .replace("{", "").replace("}", "").replace(".", "_")}
     parameters = [{"name": n, "in": "path", "required": True, "description": d,
-                   "schema": {"type": "string"}} for n, d in route.params.items()]
+                   "schema": PATH_SCHEMAS.get(n, {"type": "string"})} for n, d in route.params.items()]
     parameters += [{"name": n, "in": "query", "required": False, "description": d,
-                    "schema": {"type": t}} for n, d, t in route.query]
+                    "schema": schema} for n, d, schema in route.query]
     parameters += [{"name": n, "in": "header", "required": req, "description": d,
-                    "schema": {"type": "string"}} for n, d, req in route.headers]
+                    "schema": HEADER_SCHEMAS.get((route.path, n), {"type": "string"})}
+                   for n, d, req in route.headers]
     if parameters:
         op["parameters"] = parameters
     if route.request is not None:

@@ -25,13 +25,19 @@ from webhook_receiver.topups import _gateway, created_once
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1")
 
 
+def _plan_names(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(plans_by_id())
+
+
 class SubscriptionRequest(BaseModel):
     """``POST /v1/subscriptions``: ``{user_id, plan}`` — no price, ever."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    plan: str = Field(min_length=1, max_length=32)
+    # The spec lists the plans of plans.toml (an unknown one is a 422, issue 13 finding).
+    plan: str = Field(min_length=1, max_length=32,
+                      json_schema_extra=_plan_names)
 
 
 def plan_body(p: Plan) -> dict[str, Any]:

@@ -31,13 +31,19 @@ from worker.stripe_gateway import idempotency_key
 bp = Blueprint("topups", __name__, url_prefix="/v1")
 
 
+def _pack_names(schema: dict[str, Any]) -> None:
+    schema["enum"] = sorted(load_packs())
+
+
 class TopupRequest(BaseModel):
     """``POST /v1/topups``: ``{user_id, pack}`` — no amount, ever."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    pack: str = Field(min_length=1, max_length=32)
+    # The spec lists the packs of packs.toml (an unknown one is a 422, issue 13 finding).
+    pack: str = Field(min_length=1, max_length=32,
+                      json_schema_extra=_pack_names)
 
 
 def pack_body(p: Pack) -> dict[str, Any]:

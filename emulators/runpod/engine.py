@@ -93,6 +93,10 @@ class _Job:
     # the first completion-webhook send.
     received_wall: float = field(default_factory=time.time)
     webhook_sent_wall: float | None = None
+    # Stand-in only, ground truth for tests (``Engine.ground_truth``): completion-webhook
+    # POSTs made, and deliveries (one per copy) still sending or waiting to retry.
+    webhook_attempts: int = 0
+    webhook_pending: int = 0
 
     def forget_at(self, retention_s: float) -> float:
         # RunPod: ttl bounds the job's whole life from submission; results of a finished
@@ -329,8 +333,12 @@ class Engine:
         """Stand-in only: every job ``/run`` ever accepted, oldest first, including the
         ones RunPod has since forgotten — what RunPod would bill. Each:
         ``{"id", "endpoint_id", "input", "webhook", "policy": {"executionTimeout",
-        "ttl"} (ms), "state", "deleted", "delay_ms", "executed_ms", "status_calls"}``; ``executed_ms`` is
-        the measured time on a worker so far (start → end, deletion or now)."""
+        "ttl"} (ms), "state", "deleted", "delay_ms", "executed_ms", "status_calls",
+        "webhook_attempts", "webhook_pending"}``; ``executed_ms`` is the measured time on a
+        worker so far (start → end, deletion or now); ``webhook_attempts`` counts the
+        completion-webhook POSTs made (each retry and each copy counts) and
+        ``webhook_pending`` the deliveries not finished yet (sending, or waiting to retry):
+        once it is 0 after the job ended, no further POST will come."""
         with self._lock:
             self._purge()
             now = time.monotonic()
@@ -346,7 +354,9 @@ class Engine:
                                        "ttl": job.ttl_ms},
                             "state": job.status, "deleted": job.deleted_at is not None,
                             "delay_ms": _body(job).get("delayTime"), "executed_ms": executed,
-                            "status_calls": job.status_calls})
+                            "status_calls": job.status_calls,
+                            "webhook_attempts": job.webhook_attempts,
+                            "webhook_pending": job.webhook_pending})
             return out
 
     def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None,
@@ -397,7 +407,8 @@ class Engine:
                 if first == "ttl":
                     # RunPod deletes a job at its ttl whatever its state; no webhook.
                     del self._jobs[job.id]
-                    job.deleted_at = time.monotonic()
+                    # Deleted at the ttl itself: a thread woken late must not bill more.
+                    job.deleted_at = min(time.monotonic(), ttl_end)
                     return
                 if first == "TIMED_OUT":
                     hook = self._terminate(job, "TIMED_OUT")
@@ -411,7 +422,7 @@ class Engine:
             workers.release(slot)
         self._send_webhook(hook)
 
-    def _terminate(self, job: _Job, status: str) -> tuple[str, dict[str, Any], int] | None:
+    def _terminate(self, job: _Job, status: str) -> tuple[_Job, str, dict[str, Any], int] | None:
         """Move ``job`` to a terminal ``status`` (caller holds the lock); returns the
         webhook to send, if any."""
         job.status, job.finished_at = status, time.monotonic()
@@ -423,7 +434,9 @@ class Engine:
         if not job.webhook or job.plan.skip_webhook:
             return None
         # RunPod posts the /status body to the webhook; the input rides along.
-        return job.webhook, {**_body(job), "input": job.input}, 2 if job.plan.webhook_twice else 1
+        copies = 2 if job.plan.webhook_twice else 1
+        job.webhook_pending += copies  # under the caller's lock: pending from the end on
+        return job, job.webhook, {**_body(job), "input": job.input}, copies
 
     # ------------------------------------------------------------------ webhooks
 
@@ -436,29 +449,40 @@ class Engine:
                 return None
             return {"id": job.id, "received_at": job.received_wall, "webhook_sent_at": job.webhook_sent_wall}
 
-    def _send_webhook(self, hook: tuple[str, dict[str, Any], int] | None) -> None:
-        if hook is not None and not self._closing.is_set():
-            url, body, copies = hook
+    def _send_webhook(self, hook: tuple[_Job, str, dict[str, Any], int] | None) -> None:
+        if hook is None:
+            return
+        job, url, body, copies = hook
+        if self._closing.is_set():
             with self._lock:
-                if (job := self._jobs.get(body.get("id", ""))) is not None and job.webhook_sent_wall is None:
-                    job.webhook_sent_wall = time.time()
-            for _ in range(copies):
-                self._spawn(self._deliver, url, body, name="runpod-webhook")
+                job.webhook_pending -= copies
+            return
+        with self._lock:
+            if job.webhook_sent_wall is None:
+                job.webhook_sent_wall = time.time()
+        for _ in range(copies):
+            self._spawn(self._deliver, job, url, body, name="runpod-webhook")
 
-    def _deliver(self, url: str, body: dict[str, Any]) -> None:
+    def _deliver(self, job: _Job, url: str, body: dict[str, Any]) -> None:
         attempts = 1 + self.config.webhook_retries
-        for attempt in range(attempts):
-            if attempt and self._closing.wait(self.config.webhook_retry_delay_s):
-                return
-            try:
-                response = requests.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S)
-                if 200 <= response.status_code < 300:
+        try:
+            for attempt in range(attempts):
+                if attempt and self._closing.wait(self.config.webhook_retry_delay_s):
                     return
-                reason = f"HTTP {response.status_code}"
-            except Exception as exc:  # noqa: BLE001 - never let a receiver's failure reach the server
-                reason = f"{exc.__class__.__name__}: {exc}"
-            log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
-                        url, body.get("id"), attempt + 1, attempts, reason)
+                with self._lock:
+                    job.webhook_attempts += 1
+                try:
+                    response = requests.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S)
+                    if 200 <= response.status_code < 300:
+                        return
+                    reason = f"HTTP {response.status_code}"
+                except Exception as exc:  # noqa: BLE001 - never let a receiver's failure reach the server
+                    reason = f"{exc.__class__.__name__}: {exc}"
+                log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
+                            url, body.get("id"), attempt + 1, attempts, reason)
+        finally:
+            with self._lock:
+                job.webhook_pending -= 1
 
     # ------------------------------------------------------------------ store helpers
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,4 @@ def test_up_starts_a_killed_worker_again_and_stops_clean(tmp_path) -> None:
     err = up.stderr.read()
     assert up.returncode == 0, err
     assert "worker exited; started again" in err
-    deadline = time.monotonic() + 10
-    while processes_of(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_of(data_dir) == []
+    wait_for(lambda: processes_of(data_dir) == [], 10, "every process of the stack gone")

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from emulators.runpod import EmulatorConfig, EndpointProfile
 from emulators.runpod.server import start_in_thread, stop
+from tests.helpers import wait_for
 
 KEY = "rp_emulator_key"
 EP = "ep-test"
@@ -44,6 +45,18 @@ class StandIn:
 
     def raw_status(self, job: Job) -> dict[str, Any]:
         return self.client().get(f"{job.endpoint_id}/status/{job.job_id}")
+
+    def truth(self, job: Job) -> dict[str, Any]:
+        """The stand-in's ground truth for ``job`` (``GET /_control/jobs``)."""
+        answer = requests.get(f"http://127.0.0.1:{self.port}/_control/jobs", timeout=5,
+                              headers={"Authorization": f"Bearer {KEY}"})
+        return next(j for j in answer.json()["jobs"] if j["id"] == job.job_id)
+
+    def webhooks_done(self, job: Job) -> dict[str, Any]:
+        """Wait until every completion-webhook delivery of the ended ``job`` has finished
+        (delivered, or out of retries); its ground truth then, when no POST can follow."""
+        return wait_for(lambda: (t := self.truth(job))["webhook_attempts"] and t["webhook_pending"] == 0 and t,
+                        10, f"the webhooks of {job.job_id}")
 
 
 @pytest.fixture
@@ -100,11 +113,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def wait_until(probe: Callable[[], Any], timeout_s: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := probe()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-    return value
+    return wait_for(probe, timeout_s)
 
 
 def finish(job: Job, timeout_s: float = 5.0) -> str:
@@ -182,12 +191,16 @@ def test_execution_timeout_stops_job_as_timed_out(standin: StandIn) -> None:
 def test_cancel_stops_a_never_finishing_job(standin: StandIn) -> None:
     endpoint = standin.endpoint()
     job = run(endpoint, {"emulator": {"never_finish": True}})
-    wait_until(lambda: job.status() == "IN_PROGRESS")
-    time.sleep(0.3)
+    # It has run at least 300 ms by the stand-in's own clock; read again (``ran``) inside a
+    # window this test times, then cancelled in it: the cancel stops it between the two.
+    wait_until(lambda: standin.truth(job)["executed_ms"] >= 300)
+    asked = time.monotonic()
+    ran = standin.truth(job)["executed_ms"]
     assert job.cancel() == {"id": job.job_id, "status": "CANCELLED"}
+    took_ms = (time.monotonic() - asked) * 1000
     body = standin.raw_status(job)
     assert body["status"] == "CANCELLED"
-    assert 250 <= body["executionTime"] <= 450
+    assert ran - 1 <= body["executionTime"] <= ran + took_ms + 2, (ran, took_ms, body)  # ±1 ms rounding
     # Cancelling a finished job changes nothing.
     assert job.cancel() == {"id": job.job_id, "status": "CANCELLED"}
     done = run(endpoint, {"emulator": {"execution_ms": 10}})
@@ -254,20 +267,20 @@ def test_bad_requests_are_400(start: Callable[..., StandIn]) -> None:
 def test_results_are_forgotten_after_retention(start: Callable[..., StandIn]) -> None:
     standin = start(result_retention_s=0.5)
     job = run(standin.endpoint(), {"emulator": {"execution_ms": 10}})
-    assert finish(job) == "COMPLETED"
-    time.sleep(1.0)
-    with pytest.raises(requests.HTTPError) as err:
-        standin.raw_status(job)
-    assert err.value.response.status_code == 404
+    assert finish(job) == "COMPLETED"  # seen finished: it was kept past its end
+    wait_until(lambda: _status_code(standin, job) == 404)
+    truth = standin.truth(job)
+    assert truth["deleted"] and truth["state"] == "COMPLETED"
 
 
 def test_job_is_forgotten_at_its_ttl(standin: StandIn) -> None:
     job = run(standin.endpoint(), {"emulator": {"never_finish": True}}, policy={"ttl": 300})
     wait_until(lambda: job.status() == "IN_PROGRESS")
-    time.sleep(0.4)
-    with pytest.raises(requests.HTTPError) as err:
-        standin.raw_status(job)
-    assert err.value.response.status_code == 404
+    wait_until(lambda: _status_code(standin, job) == 404)
+    truth = standin.truth(job)
+    assert truth["deleted"] and truth["state"] == "IN_PROGRESS"  # deleted mid-run, never ended
+    # It ran until the ttl (counted from submission) and no longer; 100 ms of scheduling slack.
+    assert 0 < truth["executed_ms"] <= 400
     wait_until(lambda: standin.endpoint().health()["workers"]["running"] == 0)
 
 
@@ -278,8 +291,8 @@ def test_webhook_posted_once_with_status_body_and_input(standin: StandIn,
     job_input = {"clip": "w", "emulator": {"execution_ms": 50}}
     job = run(standin.endpoint(), job_input, webhook=receiver.url)
     assert finish(job) == "COMPLETED"
-    wait_until(lambda: receiver.bodies)
-    time.sleep(0.3)  # no duplicate follows
+    truth = standin.webhooks_done(job)  # no delivery left that could send a duplicate
+    assert truth["webhook_attempts"] == 1
     assert receiver.bodies == [{**standin.raw_status(job), "input": job_input}]
 
 
@@ -288,8 +301,7 @@ def test_webhook_retried_after_failure(standin: StandIn, receiver: Receiver) -> 
     job = run(standin.endpoint(), {"emulator": {"execution_ms": 10, "fail": "boom"}},
               webhook=receiver.url)
     assert finish(job) == "FAILED"
-    wait_until(lambda: len(receiver.bodies) == 2)
-    time.sleep(0.3)
+    assert standin.webhooks_done(job)["webhook_attempts"] == 2  # the 500, then the 200; no third
     assert len(receiver.bodies) == 2
     assert receiver.bodies[0] == receiver.bodies[1]
     assert receiver.bodies[1]["status"] == "FAILED" and receiver.bodies[1]["error"] == "boom"
@@ -299,8 +311,11 @@ def test_unreachable_webhook_does_not_hurt_the_server(standin: StandIn) -> None:
     job = run(standin.endpoint(), {"emulator": {"execution_ms": 10}},
               webhook="http://127.0.0.1:9/unreachable")
     assert finish(job) == "COMPLETED"
-    time.sleep(0.3)  # all retries fail
+    retries = EmulatorConfig(webhook_retry_delay_s=0.1).webhook_retries
+    assert standin.webhooks_done(job)["webhook_attempts"] == 1 + retries  # every retry failed
     assert standin.endpoint().health()["jobs"]["completed"] == 1
+    assert run(standin.endpoint(), {"emulator": {"execution_ms": 10}}).status() in (
+        "IN_QUEUE", "IN_PROGRESS", "COMPLETED")  # still serving
 
 
 # ---------------------------------------------------------------------------- workers
@@ -403,7 +418,8 @@ def test_webhook_sent_twice(standin: StandIn, receiver: Receiver) -> None:
     job = run(standin.endpoint(), {"emulator": {"execution_ms": 10, "webhook_twice": True}},
               webhook=receiver.url)
     assert finish(job) == "COMPLETED"
-    wait_until(lambda: len(receiver.bodies) == 2)
+    assert standin.webhooks_done(job)["webhook_attempts"] == 2
+    assert len(receiver.bodies) == 2
     assert receiver.bodies[0] == receiver.bodies[1] and receiver.bodies[0]["status"] == "COMPLETED"
 
 

@@ -74,3 +74,38 @@ def test_real_answers_match_the_published_models(stack) -> None:
     r.ErrorBody.model_validate(invalid.json())
     r.Health.model_validate(requests.get(f"{stack.receiver_url}/healthz", timeout=5).json())
     r.Readiness.model_validate(requests.get(f"{stack.receiver_url}/readyz", timeout=5).json())
+
+
+def test_parameters_are_documented_as_strictly_as_they_are_checked(spec, api) -> None:
+    """Issue 13, schemathesis findings: the spec allowed inputs the code refuses (any
+    ``user_id`` in the path, any ``Idempotency-Key``, any ``limit``, any pack or plan
+    name, any string as ``duration_s``), and the code took inputs the spec forbids (an
+    unknown query parameter; ``duration_s`` strings such as ``"1e3"``). Expected names
+    come from the TOML files (tests/model), not from the code."""
+    import tomllib
+    from pathlib import Path
+
+    from tests.model import rates
+
+    def params(path: str, method: str) -> dict[str, dict]:
+        return {p["name"]: p["schema"] for p in spec["paths"][path][method]["parameters"]}
+
+    schemas = spec["components"]["schemas"]
+    assert params("/v1/wallets/{user_id}", "get")["user_id"]["pattern"] == "^[A-Za-z0-9_.:@-]{1,64}$"
+    assert params("/v1/jobs", "post")["Idempotency-Key"]["pattern"] == r"^[\x21-\x7e]{1,255}$"
+    # A Checkout route hashes any key into Stripe's (a 300-character one works there).
+    assert params("/v1/topups", "post")["Idempotency-Key"] == {"type": "string"}
+    entries = params("/v1/wallets/{user_id}/entries", "get")
+    assert (entries["limit"]["minimum"], entries["limit"]["maximum"]) == (1, 200)
+    assert schemas["TopupRequest"]["properties"]["pack"]["enum"] == sorted(rates.packs())
+    plans = tomllib.loads((Path(rates.PRICING) / "plans.toml").read_text())["plans"]
+    assert schemas["SubscriptionRequest"]["properties"]["plan"]["enum"] == sorted(plans)
+    duration = schemas["JobParams"]["properties"]["duration_s"]["anyOf"]
+    assert duration[1] == {"type": "string", "pattern": r"^[0-9]{1,5}(\.[0-9]{1,3})?$"}
+
+    r = api.http.get(f"{api.base}/v1/wallets/someone/entries", params={"limt": "10"}, timeout=10)
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "limt", r.text
+    for text, status in (("30", 200), ("30.125", 200), ("1e3", 422), (" 5", 422), ("5.", 422), ("0x10", 422)):
+        r = api.http.post(f"{api.base}/v1/quotes", json={"type": "framing", "params": {"duration_s": text}},
+                          timeout=10)
+        assert r.status_code == status, (text, r.text)
