@@ -47,6 +47,11 @@ def packs() -> dict[str, dict]:
     return _load(PRICING / "packs.toml")["packs"]
 
 
+def plans() -> dict[str, dict]:
+    """Plan id → {price (Stripe Price id), currency, amount (cents per period), credits}."""
+    return _load(PRICING / "plans.toml")["plans"]
+
+
 def plans_by_price() -> dict[str, dict]:
     """Stripe Price id → {price, credits (per unit)}."""
     return {p["price"]: p for p in _load(PRICING / "plans.toml")["plans"].values()}
@@ -100,3 +105,29 @@ def share(credits: int, amount_total: int, cents: int) -> int:
     """Credits a reversal of ``cents`` of a ``amount_total``-cent top-up takes back:
     ceil(credits × min(cents, total) / total) (docs/decisions.md claw-back rule)."""
     return math.ceil(Fraction(credits * min(cents, amount_total), amount_total))
+
+
+def invoice_grant(lines: list[tuple[str, int, int, bool]], amount_paid: int) -> int:
+    """Credits a paid invoice grants (docs/stripe-money.md), from ``lines`` of (Stripe
+    Price id, amount in cents, quantity, is a proration) and what Stripe collected:
+    per known plan line, a $0 non-proration line its ``trial_credits`` × quantity, any
+    other line credits × amount / plan amount rounded toward −∞ (down when granting, a
+    negative proration takes back the ceiling), at most credits × quantity; the sum
+    scaled down to ``amount_paid`` when Stripe collected less than the lines' net; never
+    below 0."""
+    plans = plans_by_price()
+    total, net = Fraction(0), 0
+    for price, cents, quantity, proration in lines:
+        plan = plans.get(price)
+        if plan is None:
+            continue
+        net += cents
+        if cents == 0 and not proration:
+            total += int(plan.get("trial_credits", 0)) * quantity
+        else:
+            total += min(math.floor(Fraction(int(plan["credits"]) * cents, int(plan["amount"]))),
+                         int(plan["credits"]) * max(quantity, 1))
+    if net > 0 and amount_paid < net:
+        total = math.floor(total * amount_paid / net)
+    return max(int(total), 0)
+
