@@ -374,10 +374,14 @@ class Simulation:
         self._check(r.status_code == 200, f"callback for {job_id} → {r.status_code} {r.text[:300]}")
         self.log[-1] += f" {job_id} {body}"
 
-    def _lie(self, runpod_id: str) -> dict[str, Any]:
-        status = self.rng.choice(("COMPLETED", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT", "IN_PROGRESS"))
+    def _lie(self, runpod_id: str, running: bool = False) -> dict[str, Any]:
+        """A callback body that lies (for a running job: mostly a COMPLETED whose
+        executionTime is far from the truth, which a receiver billing from the body
+        would charge)."""
+        status = self.rng.choice(("COMPLETED",) * (6 if running else 2) + ("FAILED", "CANCELLED", "TIMED_OUT",
+                                                                         "IN_PROGRESS"))
         return {"id": runpod_id, "status": status, "delayTime": 1,
-                "executionTime": self.rng.choice((0, 1, 999, 60_000, 10_000_000)),
+                "executionTime": self.rng.choice((1, 60_000, 10_000_000) if running else (0, 1, 999, 60_000)),
                 "output": {"forged": True}, "error": "forged"}
 
     def _job_view(self, job_id: str) -> dict[str, Any]:
@@ -387,15 +391,14 @@ class Simulation:
 
     def _op_forge_running(self) -> None:
         """A correctly tokened callback that lies, for a job still running (or about to)."""
-        live = [j for j in self.jobs.values() if not j.cancel_asked]
-        if not live:
-            return
-        job = self.rng.choice(live[-20:])
-        view = self._job_view(job.id)
-        rp = (view.get("runpod") or {}).get("job_id")
-        if rp and view["status"] in ("dispatched", "in_progress"):
-            for _ in range(self.rng.choice((1, 2))):
-                self._callback(job.id, self._lie(rp))
+        live = [j for j in self.jobs.values() if not j.cancel_asked][-30:]
+        for job in self.rng.sample(live, min(6, len(live))):  # the first one running now
+            view = self._job_view(job.id)
+            rp = (view.get("runpod") or {}).get("job_id")
+            if rp and view["status"] in ("dispatched", "in_progress"):
+                for _ in range(self.rng.choice((1, 2, 3))):
+                    self._callback(job.id, self._lie(rp, running=True))
+                return
 
     def _op_forge_late(self) -> None:
         """A lie (or a duplicate) arriving after the job ended."""
