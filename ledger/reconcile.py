@@ -47,8 +47,8 @@ PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_suc
 
 @keyed(StripeEvent.id, "paid sessions credited (stripe)")
 def _paid_sessions_credited(s: Session, within: ColumnElement[bool]) -> list[Violation]:
-    """Every processed paid-session event of a one-off payment (``mode=payment``) has its
-    top-up credited by exactly one ``topup`` transaction of the top-up's credits to its user."""
+    """Every processed paid-session event of a pack (``mode=payment``) has its top-up
+    credited by exactly one ``topup`` transaction of the top-up's credits to its user."""
     out: list[Violation] = []
     events = s.execute(select(StripeEvent.id, StripeEvent.payload).where(
         within, StripeEvent.type.in_(PAID_EVENTS), StripeEvent.status == "processed")).all()
@@ -59,9 +59,9 @@ def _paid_sessions_credited(s: Session, within: ColumnElement[bool]) -> list[Vio
         except (ValueError, KeyError, TypeError):
             out.append(Violation(5, f"stripe event {event_id}", "processed, but its payload is unreadable"))
             continue
-        # A subscription Checkout credits nothing itself: its invoices grant the credits
-        # (checked by their own top-up rows), so only one-off payments are owed a top-up.
-        if obj.get("payment_status") == "paid" and obj.get("id") and obj.get("mode", "payment") == "payment":
+        # A mode=subscription session credits nothing itself: its invoices do (each a
+        # top-up row of its own, ``ledger.topups.grant_invoice``), checked by the rest.
+        if obj.get("payment_status") == "paid" and obj.get("id") and obj.get("mode") != "subscription":
             sessions[obj["id"]] = event_id
     if not sessions:
         return out

@@ -184,6 +184,22 @@ def test_a_paid_session_never_credited(ledger_db) -> None:
     assert "no top-up row, 0 top-up transactions" in result.output
 
 
+def test_a_paid_subscription_checkout_is_not_a_missing_top_up(ledger_db) -> None:
+    """A ``mode=subscription`` Checkout is credited by its invoices, never as a top-up
+    of its own: its paid ``checkout.session.completed`` is no violation (the seeded
+    simulation, seed 1, found reconcile flagging every subscription)."""
+    def corrupt(s, ids):  # type: ignore[no-untyped-def]
+        sid = paid_event(s, ids["user"])
+        event = s.scalars(select(StripeEvent).where(StripeEvent.payload.contains(sid))).one()
+        body = json.loads(event.payload)
+        body["data"]["object"]["mode"] = "subscription"
+        event.payload = json.dumps(body)
+
+    result, rows = corrupted(ledger_db, corrupt)
+    assert result.exit_code == 0, result.output
+    assert rows["paid sessions credited (stripe)"][1] == 0
+
+
 def test_a_refund_clawed_back_twice(ledger_db) -> None:
     def corrupt(s, ids):
         ops.transfer(s, user_id=ids["user"], amount=-125, counter="stripe:clearing",

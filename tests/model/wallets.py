@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from tests.model import rates
 
 # Reversal states in which Stripe holds the money (decisions.md: active refunds,
-# withdrawn or lost disputes).
-TAKEN = {"refund": {"pending", "succeeded"}, "dispute": {"withdrawn", "lost"}}
+# withdrawn or lost disputes). Stripe's own dispute statuses say "withdrawn" as
+# ``needs_response`` / ``under_review`` (funds are withdrawn when a non-inquiry dispute
+# opens; https://docs.stripe.com/disputes/how-disputes-work), as the stand-in reports them.
+TAKEN = {"refund": {"pending", "succeeded"},
+         "dispute": {"withdrawn", "needs_response", "under_review", "lost"}}
 
 
 @dataclass
@@ -58,9 +61,16 @@ class Model:
         """Record refund/dispute ``rid`` of ``cents`` in its latest Stripe state."""
         self._topups[topup_id].reversals[rid] = (kind, cents, state)
 
-    def invoice(self, user: str, price_id: str, quantity: int = 1) -> int:
+    def invoice(self, user: str, price_id: str, quantity: int = 1, *,
+                invoice_id: str | None = None, cents: int | None = None) -> int:
+        """A paid full-period invoice: the plan's credits × ``quantity``. With
+        ``invoice_id`` and ``cents`` (its amount paid) it can be refunded or disputed
+        like a top-up (``reversal(invoice_id, …)``)."""
         credits = int(self._plans[price_id]["credits"]) * quantity
-        self._granted[user] += credits
+        if invoice_id is not None and cents is not None:
+            self._topups[invoice_id] = _Topup(user, credits, cents)
+        else:
+            self._granted[user] += credits
         return credits
 
     def job(self, job_id: str, user: str, job_type: str, duration_s: object,

@@ -49,14 +49,15 @@ TWICE = 50  # events delivered a second time
 
 @contextmanager
 def storm_stack(database_url: str, backend: Backend, data_dir: Path, *,
-                own_broker: bool = False) -> Iterator[Stack]:
-    """A stack on ``database_url`` with short safety-net intervals. Its broker is a Redis
-    database index of its own on the postgres backend, or (``own_broker``, and always on
-    the embedded backend) an embedded broker the test may stop."""
+                own_broker: bool = False, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A stack on ``database_url`` with short safety-net intervals (``env`` overrides
+    or adds ``GPUBILL_*`` settings). Its broker is a Redis database index of its own on
+    the postgres backend, or (``own_broker``, and always on the embedded backend) an
+    embedded broker the test may stop."""
     env = {"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir / "stack"),
            "GPUBILL_DATABASE_URL": database_url,
            "GPUBILL_POLL_INTERVAL_S": "1", "GPUBILL_SILENT_AFTER_S": "3",
-           "GPUBILL_OUTBOX_INTERVAL_S": "1", "GPUBILL_OUTBOX_AFTER_S": "4"}
+           "GPUBILL_OUTBOX_INTERVAL_S": "1", "GPUBILL_OUTBOX_AFTER_S": "4", **(env or {})}
     claimed = None
     if backend.broker_url and not own_broker:
         claimed = claim_redis_db()
