@@ -257,6 +257,9 @@ class RunPodJob(Base):
     delay_ms: Mapped[int | None] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Outbox backoff of an open stray's cancel (the sweeper re-publishes it).
+    republishes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    republish_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class IdempotencyKey(Base):

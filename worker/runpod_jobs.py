@@ -42,6 +42,15 @@ def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
     return True
 
 
+def unrecorded(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
+    """True when ``job_id`` exists and ``runpod_job_id`` is neither its RunPod job nor
+    recorded for any job (read only)."""
+    with transaction(factory) as s:
+        job = s.get(Job, job_id)
+        return (job is not None and runpod_job_id != job.runpod_job_id
+                and s.get(RunPodJob, runpod_job_id) is None)
+
+
 def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> str | None:
     """A RunPod callback for ``job_id`` names ``runpod_job_id``. A ``held`` job whose
     /run answer never came adopts it (``adopted``: it is our job's work, and money

@@ -22,6 +22,7 @@ from ledger.models import (
     JobStatus,
     Notification,
     NotificationStatus,
+    RunPodJob,
     StripeEvent,
     utcnow,
 )
@@ -36,12 +37,13 @@ def republish_after_s(republishes: int, older_than_s: float, max_s: float = 600.
     return min(max_s, older_than_s * 2 ** min(republishes, 30))
 
 
-def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[tuple[str, str]]:
-    """(task name, id) for rows committed but not moved on within ``older_than_s``:
+def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[tuple[str, ...]]:
+    """(task name, *args) for rows committed but not moved on within ``older_than_s``:
     requested jobs (hold), held jobs (dispatch), cancel requests not yet acted on,
-    received Stripe events (process), notifications still to send.
+    received Stripe events (process), open strays (``jobs.cancel_stray`` with job id,
+    endpoint id, RunPod job id), notifications still to send.
 
-    A job or event handed out here is not handed out again before its backoff
+    A job, event or stray handed out here is not handed out again before its backoff
     (``republish_after_s``) has passed, counted per row."""
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than_s)
@@ -55,6 +57,13 @@ def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[
             StripeEvent.status == EventStatus.RECEIVED, StripeEvent.received_at < cutoff,
             or_(StripeEvent.republish_at.is_(None), StripeEvent.republish_at <= now))
             .limit(BATCH)).all()
+        # Open strays: a cancel lost with its worker (SIGKILL) is otherwise gone for the
+        # broker's visibility timeout while the stray runs on RunPod unbilled.
+        strays = s.execute(select(RunPodJob.id, RunPodJob.republishes, RunPodJob.job_id, RunPodJob.endpoint_id)
+                           .where(RunPodJob.role == "stray", RunPodJob.state == "open",
+                                  RunPodJob.recorded_at < cutoff,
+                                  or_(RunPodJob.republish_at.is_(None), RunPodJob.republish_at <= now))
+                           .limit(BATCH)).all()
         notes = s.execute(select(Notification.id, Notification.attempts).where(
             Notification.status == NotificationStatus.PENDING,
             Notification.next_attempt_at < cutoff).limit(BATCH)).all()
@@ -62,7 +71,8 @@ def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[
             s.execute(update(Notification).where(Notification.id == note_id).values(
                 next_attempt_at=now + timedelta(seconds=republish_after_s(attempts + 1, older_than_s))))
         # One UPDATE per backoff step (a handful), not one per row.
-        for model, rows in ((Job, [(r[0], r[3]) for r in jobs]), (StripeEvent, events)):
+        for model, rows in ((Job, [(r[0], r[3]) for r in jobs]), (StripeEvent, events),
+                            (RunPodJob, [(r[0], r[1]) for r in strays])):
             steps: dict[int, list[str]] = {}
             for row_id, count in rows:
                 steps.setdefault(count, []).append(row_id)
@@ -70,13 +80,14 @@ def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[
                 s.execute(update(model).where(model.id.in_(ids), model.republishes == count).values(
                     republishes=count + 1,
                     republish_at=now + timedelta(seconds=republish_after_s(count + 1, older_than_s))))
-    work = []
+    work: list[tuple[str, ...]] = []
     for jid, status, stop_reason, _ in jobs:
         if stop_reason == "cancel":
             work.append((queues.CANCEL, jid))
         else:
             work.append((queues.PLACE_HOLD if status == JobStatus.REQUESTED else queues.DISPATCH, jid))
     work += [(queues.PROCESS_STRIPE_EVENT, eid) for eid, _ in events]
+    work += [(queues.CANCEL_STRAY, job_id, endpoint_id, rid) for rid, _, job_id, endpoint_id in strays]
     return work + [(queues.SEND_NOTIFICATION, nid) for nid, _ in notes]
 
 

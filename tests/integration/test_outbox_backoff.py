@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from ledger.db import make_engine, make_sessionmaker, transaction
-from ledger.models import StripeEvent, utcnow
+from ledger.models import Job, JobStatus, RunPodJob, StripeEvent, utcnow
 from worker.sweeps import pending_outbox, republish_after_s
 
 pytestmark = pytest.mark.integration
@@ -48,3 +48,30 @@ def test_a_stuck_event_is_republished_with_backoff(sessions) -> None:
         assert s.get(StripeEvent, event_id).republishes == 2
     assert republish_after_s(2, 5) == 2 * republish_after_s(1, 5)
     assert republish_after_s(40, 5) == 600
+
+
+def test_an_open_strays_cancel_is_republished_with_backoff(sessions) -> None:
+    """``jobs.cancel_stray`` lost with its worker (a SIGKILL) is handed out again: the
+    stray would otherwise run on RunPod unbilled for the broker's visibility timeout.
+    A settled stray and the billed RunPod job are never handed out."""
+    job_id, stray, billed, done = (f"job_{secrets.token_hex(6)}", f"rp-stray-{secrets.token_hex(4)}",
+                                   f"rp-billed-{secrets.token_hex(4)}", f"rp-done-{secrets.token_hex(4)}")
+    old = utcnow() - timedelta(seconds=60)
+    with transaction(sessions) as s:
+        s.add(Job(id=job_id, user_id="u-stray", type="framing", status=JobStatus.DISPATCHED, params={},
+                  input={}, ratecard_version="test", endpoint_id="ep-framing", gpu="T4",
+                  estimated_gpu_seconds=1, hold_credits=1, max_gpu_seconds=1, credits_per_gpu_second=1,
+                  min_charge=1, gpu_usd_per_second=0, webhook_token=secrets.token_hex(8),
+                  created_at=old, updated_at=old))
+        s.flush()
+        for rid, role, state in ((stray, "stray", "open"), (billed, "billed", "open"), (done, "stray", "settled")):
+            s.add(RunPodJob(id=rid, job_id=job_id, endpoint_id="ep-framing", role=role, state=state,
+                            recorded_at=old))
+
+    def swept() -> list[tuple[str, ...]]:
+        return [w for w in pending_outbox(sessions, older_than_s=5) if w[0] == "jobs.cancel_stray"]
+
+    assert swept() == [("jobs.cancel_stray", job_id, "ep-framing", stray)]
+    assert swept() == []     # backoff: not on the very next sweep
+    with transaction(sessions) as s:
+        assert s.get(RunPodJob, stray).republishes == 1

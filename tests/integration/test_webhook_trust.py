@@ -57,3 +57,28 @@ def test_forged_callback_for_a_running_job_changes_no_money(api: Api, stack, inv
     assert done["output"] != forged.get("output")
     assert api.wallet(user)["balance"] == 500 - expected
     invariants()
+
+
+def test_callback_naming_a_runpod_job_runpod_does_not_know_is_ignored(api: Api, stack, invariants) -> None:
+    """A tokened callback for a job still ``held`` (its /run not answered yet) that names
+    a RunPod id RunPod does not know must not be adopted as the job's work (the job would
+    then end ``lost`` on RunPod's 404): the job runs and is billed from the stand-in's
+    ground truth (found by the simulation, seed 3)."""
+    user = api.funded_user("trust")
+    nonce = secrets.token_hex(6)
+    # Two /run calls hang past the 2 s client timeout: the job stays held meanwhile.
+    r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 300,
+                                                                       "run_errors": ["timeout", "timeout"]}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert api.wait_job(job_id, ("held",) + TERMINAL, 30)["status"] == "held"
+    cfg = stack.settings
+    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
+    forged = {"id": f"rp-unknown-{nonce}", "status": "COMPLETED", "executionTime": 1, "delayTime": 1}
+    assert requests.post(f"{stack.receiver_url}/webhooks/runpod/{token}", json=forged, timeout=10).status_code == 200
+
+    done = api.wait_job(job_id, TERMINAL, 60)
+    [truth] = runpod_jobs_for(cfg, nonce)
+    expected = model.charge(model.quote("framing", 30), truth["executed_ms"])
+    assert (done["status"], done["runpod"]["job_id"], done["charge"]) == ("completed", truth["id"], expected)
+    invariants()

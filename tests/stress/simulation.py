@@ -734,12 +734,10 @@ class Simulation:
         the truth allows."""
         billed = [r for r in ran if r["id"] == job.runpod_job_id]
         st = job.status
-        if job.runpod_job_id in sim.forged_ids:
-            # A held job adopts the RunPod id a tokened callback names (its /run answer may
-            # have been lost, docs/runpod-boundary.md §3); RunPod answers 404 for a
-            # made-up one, so the job is lost, flagged, its hold released whole.
-            self._check(st == JobStatus.LOST, f"job {sim.id} adopted forged {job.runpod_job_id}, ended {st}")
-            return "failed", 0
+        # A held job adopts only a RunPod id RunPod knows (a lost /run answer,
+        # docs/runpod-boundary.md §3); a made-up id a callback names is ignored.
+        self._check(job.runpod_job_id not in sim.forged_ids,
+                    f"job {sim.id} adopted forged RunPod id {job.runpod_job_id}, ended {st}")
         if not billed:  # never reached RunPod (or only strays did)
             allowed = {JobStatus.REJECTED, JobStatus.FAILED}
             if sim.cancel_asked:

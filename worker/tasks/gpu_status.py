@@ -1,6 +1,8 @@
 """RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle."""
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.exc import OperationalError
 
 from gpubill import queues
@@ -8,6 +10,8 @@ from worker import context, lifecycle, runpod_jobs
 from worker.app import app
 from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name=queues.REFRESH_STATUS, bind=True, max_retries=MAX_RETRIES)
@@ -17,8 +21,17 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     for money: this re-fetch is. ``claimed``: the RunPod id a callback named — adopted
     by a job whose /run answer was lost, else a stray to cancel (``runpod_jobs.claim``).
     Refreshes of one job within ``GPUBILL_RUNPOD_COALESCE_S`` cost one /status call: the
-    first schedules it at the window's end, later ones within the window are dropped."""
+    first schedules it at the window's end, later ones within the window are dropped.
+    A ``claimed`` id we never recorded is first looked up on RunPod: one RunPod does not
+    know (404) is no work of ours — a forged or mistaken callback must not make a held
+    job adopt it (the job would then end ``lost``) — and is ignored."""
     try:
+        if claimed and runpod_jobs.unrecorded(context.sessions(), job_id, claimed):
+            endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
+            if context.runpod().status(endpoint_id, claimed) is None:
+                log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
+                            job_id, claimed)
+                claimed = None
         if claimed and runpod_jobs.claim(context.sessions(), job_id, claimed) == runpod_jobs.STRAY:
             endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
             context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)

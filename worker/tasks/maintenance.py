@@ -21,7 +21,7 @@ def sweep_outbox() -> int:
     """Outbox safety net: enqueue again every row whose task never ran."""
     cfg = context.settings()
     work = sweeps.pending_outbox(context.sessions(), cfg.outbox_after_s)
-    return sum(context.publish(name, rid) for name, rid in work)
+    return sum(context.publish(name, *args) for name, *args in work)
 
 
 @app.task(name=queues.SWEEP_EXPIRED)
