@@ -14,7 +14,7 @@ import secrets
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger import operations as ops
@@ -183,6 +183,23 @@ def test_closed_without_note_says_not_creditable(sessions) -> None:
         s.rollback()
 
 
+def test_a_locked_read_sees_the_row_as_it_is_now(sessions) -> None:
+    """``by_session`` / ``by_payment_intent`` lock and re-read the row even when this
+    session loaded it before: what another writer committed in between (here a Core
+    UPDATE the session's identity map does not see) is what the step acts on."""
+    b = Buyer(sessions)
+    sid, pi, _ = b.buy("small")
+    with sessions() as s:
+        s.begin()
+        first = topups.by_session(s, sid)  # kept: the session's identity map holds it
+        assert first.status == "credited"
+        s.connection().execute(update(Topup.__table__).where(Topup.__table__.c.checkout_session_id == sid)
+                               .values(status="mismatch"))
+        assert topups.by_session(s, sid).status == "mismatch"
+        assert topups.by_payment_intent(s, pi) is first and first.status == "mismatch"
+        s.rollback()
+
+
 # --- links -----------------------------------------------------------------------------
 
 def test_link_keeps_the_first_value_and_learns_the_customer(sessions) -> None:
@@ -264,6 +281,10 @@ def test_partial_refunds_claw_back_their_share_and_a_full_refund_every_credit(se
 def test_a_refund_beyond_the_topup_is_capped_and_snapshots_apply_once(sessions, invariants) -> None:
     b = Buyer(sessions)
     sid, _, ch = b.buy("small")  # 500 cents, 500 credits
+    assert b.refund(sid, ch, "re_1c" + sid, 1, "pending") == 1  # one cent, one credit
+    assert ledger_rows(sessions, b.user)[-1] == (f"refund:re_1c{sid}", "clawback", -1, f"re_1c{sid}")
+    assert b.refund(sid, ch, "re_1c" + sid, 1, "failed") == -1
+    assert ledger_rows(sessions, b.user)[-1] == (f"refund:re_1c{sid}:restore", "restore", 1, f"re_1c{sid}")
     assert b.refund(sid, ch, "re_" + sid, 400, "pending") == 400
     assert b.refund(sid, ch, "re_" + sid, 400, "succeeded") == 0  # the same refund, later state
     assert b.refund(sid, ch, "re_x" + sid, 900, "succeeded") == 100  # capped at 500 taken
@@ -323,7 +344,8 @@ def test_dispute_withdrawn_then_won_restores(sessions, invariants) -> None:
     sid, _, ch = b.buy("large")  # 3500 cents, 4000 credits
     did = "dp_" + sid
     assert b.dispute(sid, ch, did, 1000, "inquiry", "inquiry") == 0
-    assert reversal(sessions, did)[1] == "inquiry"
+    assert b.dispute(sid, ch, did, 900, "inquiry", "inquiry") == 0  # a repeated step changes nothing
+    assert reversal(sessions, did)[1:4] == ("inquiry", 1000, 0)
     # withdrawn (amount may change from the inquiry's): ceil(4000 × 1200 / 3500) = ceil(1371.4) = 1372
     assert b.dispute(sid, ch, did, 1200, "withdrawn", "withdrawn") == 1372
     assert reversal(sessions, did)[1:4] == ("withdrawn", 1200, 1372)
@@ -411,12 +433,13 @@ def test_a_paid_invoice_grants_once_and_its_refund_claws_back(sessions, invarian
                                         amount_paid=plan["amount"], currency="usd", plan="starter",
                                         event_id="evt_" + inv) is expect
     with transaction(sessions) as s:
-        row = topups.link_invoice_payment(s, invoice_id=inv, payment_intent="pi_" + inv, charge=None)
+        row = topups.link_invoice_payment(s, invoice_id=inv, payment_intent="pi_" + inv, charge="ch_" + inv)
+        assert (row.payment_intent_id, row.charge_id) == ("pi_" + inv, "ch_" + inv)
         assert (row.pack, row.credits, row.amount_total, row.currency, row.status, row.user_id,
                 row.event_id) == ("plan:starter", granted, plan["amount"], "usd", "credited", user,
                                   "evt_" + inv)
         assert row.credited_at is not None
-        t = topups.for_charge(s, charge="ch_" + inv, payment_intent="pi_" + inv)
+        t = topups.for_charge(s, charge="ch_" + inv, payment_intent=None)
         # refund 250 of 1000 cents: ceil(1000 × 250 / 1000) = 250 credits
         assert topups.apply_refund(s, t, refund_id="re_" + inv, amount=250, status="succeeded",
                                    charge="ch_" + inv) == 250
@@ -430,8 +453,10 @@ def test_a_paid_invoice_grants_once_and_its_refund_claws_back(sessions, invarian
 
 def test_a_free_invoice_grants_without_a_topup_row_and_zero_credits_grant_nothing(sessions, invariants) -> None:
     user = tok("u")
-    trial, empty, paid_empty = tok("in"), tok("in"), tok("in")
+    trial, empty, paid_empty, one = tok("in"), tok("in"), tok("in"), tok("in")
     with transaction(sessions) as s:
+        assert topups.grant_invoice(s, invoice_id=one, user_id=user, credits=1, amount_paid=0,
+                                    currency="usd", plan="starter", event_id="evt") is True
         assert topups.grant_invoice(s, invoice_id=trial, user_id=user, credits=100, amount_paid=0,
                                     currency="usd", plan="starter", event_id="evt") is True
         assert topups.by_invoice(s, trial) is None
@@ -442,6 +467,7 @@ def test_a_free_invoice_grants_without_a_topup_row_and_zero_credits_grant_nothin
                                     currency="usd", plan="x" * 40, event_id="evt") is False
         row = topups.by_invoice(s, paid_empty)
         assert row.status == "credited" and row.pack == ("plan:" + "x" * 40)[:32]
-    assert balance(sessions, user) == 100
-    assert ledger_rows(sessions, user) == [(f"invoice:{trial}", "grant", 100, trial)]
+    assert balance(sessions, user) == 1 + 100
+    assert ledger_rows(sessions, user) == [(f"invoice:{one}", "grant", 1, one),
+                                           (f"invoice:{trial}", "grant", 100, trial)]
     invariants()
