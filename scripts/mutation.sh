@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 MUTMUT="$(dirname "$PY")/mutmut"
+LOG=${MUTATION_LOG:-${TMPDIR:-/tmp}/gpubill-mutmut.log}
 rm -rf mutants
-GPUBILL_TEST_BACKEND=embedded "$MUTMUT" run --max-children "${MUTATION_CHILDREN:-2}" >/dev/null 2>&1 || true
+GPUBILL_TEST_BACKEND=embedded "$MUTMUT" run --max-children "${MUTATION_CHILDREN:-2}" >"$LOG" 2>&1 || true
 "$MUTMUT" results --all true 2>/dev/null | "$PY" -c '
 import collections, sys
 rows = [line.strip().rsplit(": ", 1) for line in sys.stdin if ": " in line]
@@ -21,4 +22,6 @@ for name, status in rows:
         print(f"{status:>10}  {name}")
 print(", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 print(f"mutation score {100 * killed / total if total else 0:.1f} %")
+if not total or counts.get("not checked", 0) == total:
+    sys.exit("mutmut checked nothing: its clean test run failed (see '"$LOG"')")
 '

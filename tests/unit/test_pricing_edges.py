@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from pricing import JobParams, QuoteError, cancel_charge, charge, quote, runpod_billed_usd
-from pricing.ratecard import RATECARD_DIR, LifetimeError, RateCard, card_in_force
+from pricing.ratecard import RATECARD_DIR, LifetimeError, RateCard, card_by_version, card_in_force
 
 TOML = tomllib.loads((RATECARD_DIR / "2026-11-01.toml").read_text())
 
@@ -104,6 +104,7 @@ def test_a_cancelled_job_that_ran_a_millisecond_pays_the_minimum() -> None:
     (1, 0, 1),            # a partial second is a whole second
     (0, 999, 1),
     (2000, 0, 2),
+    (1001, 0, 2),         # ceil(1.001): ms → s divides by exactly 1000
 ])
 def test_runpods_bill_is_whole_seconds_from_wake_up(execution_ms: int, delay_ms: int, billed_s: int) -> None:
     q = quote("framing", p())
@@ -159,3 +160,8 @@ def test_seven_days_of_execution_is_within_runpods_timeout_bound() -> None:
         short_allowances(1, 1).lifetimes(7 * 24 * 3600)
     with pytest.raises(LifetimeError, match="executionTimeout"):
         short_allowances(1, 1).lifetimes(7 * 24 * 3600 + 1)
+
+
+def test_an_unknown_rate_card_version_is_named() -> None:
+    with pytest.raises(LookupError, match=r"^no rate card version 1999-01-01$"):
+        card_by_version("1999-01-01")
