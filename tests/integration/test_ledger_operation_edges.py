@@ -133,8 +133,8 @@ def test_a_debit_replayed_after_the_credits_are_gone_is_still_a_replay(sessions,
     first = debit()
     again = debit()  # available is 0 now: answered from the first outcome, not refused
     assert (again.transaction_id, again.amount, again.replayed) == (first.transaction_id, -40, True)
-    with pytest.raises(IdempotencyConflict, match=rf"^operation {k} was -40 credits for {u}; replayed as 41 for {u}$"), \
-            transaction(sessions) as s:
+    refused = rf"^operation {k} was -40 credits for {u}; replayed as 41 for {u}$"
+    with pytest.raises(IdempotencyConflict, match=refused), transaction(sessions) as s:
         ops.transfer(s, user_id=u, amount=41, counter=STRIPE_CLEARING, kind=ops.TxKind.ADJUST, op_key=k)
     assert wallet(sessions, u) == (0, 0)
     invariants()

@@ -370,16 +370,22 @@ def test_dispute_withdrawn_then_won_restores(sessions, invariants) -> None:
     invariants()
 
 
-def test_dispute_withdrawn_then_lost_stays_clawed(sessions, invariants) -> None:
+def test_dispute_withdrawn_then_lost_stays_clawed_until_won_on_appeal(sessions, invariants) -> None:
+    """``lost`` keeps the claw-back; funds reinstated after a won appeal (API
+    2026-10-28) restore it once (issue 12 case 7)."""
     b = Buyer(sessions)
     sid, _, ch = b.buy("medium")
     did = "dp_" + sid
     assert b.dispute(sid, ch, did, 2000, "withdrawn", "withdrawn") == 2200
     assert b.dispute(sid, ch, did, 2000, "lost", "lost") == 0
     assert reversal(sessions, did)[1:4] == ("lost", 2000, 2200)
-    assert b.dispute(sid, ch, did, 2000, "won", "lost") == 0
     b.check()
     assert balance(sessions, b.user) == 0
+    assert b.dispute(sid, ch, did, 2000, "won", "reinstated") == -2200
+    assert b.dispute(sid, ch, did, 2000, "won", "reinstated") == 0  # once
+    assert reversal(sessions, did)[1:4] == ("reinstated", 2000, 0)
+    b.check()
+    assert balance(sessions, b.user) == 2200
     invariants()
 
 
