@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gpubill.broker import free_port
+from gpubill.launcher import STOP_GRACE_S
 from tests.e2e.test_demo_command import processes_of
 from tests.helpers import wait_for
 from tests.stacks import scrape
@@ -109,7 +110,9 @@ def test_second_up_is_refused_in_one_line_and_the_first_stack_is_untouched(tmp_p
         first.proc.wait(timeout=60)
         stop_s = time.monotonic() - t0
     assert first.proc.returncode == 0, first.proc.stderr.read()
-    assert stop_s <= 5.5, f"clean stop took {stop_s:.1f} s"
+    # SIGKILL after STOP_GRACE_S bounds the stop by design (1–3 s measured on a quiet
+    # machine, docs/operating.md); the slack is for a loaded one, not a speed target.
+    assert stop_s <= STOP_GRACE_S + 5, f"clean stop took {stop_s:.1f} s"
     assert processes_of(data_dir) == []
     assert not (data_dir / "stack.json").exists()
 

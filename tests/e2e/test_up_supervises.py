@@ -54,7 +54,7 @@ def test_up_starts_a_killed_worker_again_and_stops_clean(tmp_path) -> None:
         threading.Thread(target=lambda: printed.extend(iter(up.stdout.readline, "")), daemon=True).start()
         # up prints its addresses once every child is ready
         wait_for(lambda: up.poll() is None and any(ln.startswith("logs") for ln in printed), 120, "gpubill up started")
-        assert _ready(port)
+        wait_for(lambda: _ready(port), 30, "the receiver ready")
         first = _workers(up.pid)
         assert len(first) == 1
         os.killpg(first[0], signal.SIGKILL)
