@@ -342,8 +342,9 @@ class Stack:
 def flower_argv(py: str, cfg: Settings) -> list[str]:
     """Flower, read-only (no worker control, no task revoke/terminate, per Flower's
     ``--read_only``), bound to the receiver's host. Queue lengths come from the broker
-    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ)."""
-    return [py, "-m", "celery", "-A", "worker.app", "flower", "--read_only",
+    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ).
+    Started through ``gpubill.flower_guard``: its ``/metrics`` behind the same login."""
+    return [py, "-m", "gpubill.flower_guard", "-A", "worker.app", "flower", "--read_only",
             f"--address={cfg.receiver_host}", f"--port={cfg.flower_port}",
             "--purge_offline_workers=60"]
 
