@@ -38,6 +38,11 @@ from ledger.migrate import upgrade
 EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runpod" / "profiles.toml"
 # How long children get to stop on SIGTERM (all at once) before SIGKILL.
 STOP_GRACE_S = 5.0
+# Flower keeps no state (no --persistent), but on SIGTERM its exit joins the threads of
+# its in-flight Celery inspect broadcasts (flower/app.py ``executor.shutdown(wait=False)``,
+# then the interpreter joins them): 3-5 s measured, most of a stop of the defaults. It
+# gets this long before SIGKILL, which loses nothing.
+FLOWER_GRACE_S = 1.0
 
 
 @dataclass
@@ -323,7 +328,9 @@ class Stack:
             child.terminate()
         deadline = time.monotonic() + grace_s
         while self.children:
-            self.children.pop().stop(max(0.0, deadline - time.monotonic()))
+            child = self.children.pop()
+            left = max(0.0, deadline - time.monotonic())
+            child.stop(min(left, FLOWER_GRACE_S) if child.name == "flower" else left)
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
