@@ -71,6 +71,11 @@ def test_second_up_is_refused_in_one_line_and_the_first_stack_is_untouched(tmp_p
         for service in ("broker", "migrations", "receiver", "runpod-emulator", "stripe-emulator", "worker",
                         "flower"):
             assert any(ln.split()[:2] in ([service, "ready"], [service, "done"]) for ln in first.out), text
+        # one table with the dev credentials (no 401 on the first curl or Flower visit)
+        assert any(ln.startswith("receiver ") and "Bearer GPUBILL_API_KEYS=gpubill_dev_api_key" in ln
+                   for ln in first.out), text
+        assert any(ln.startswith("flower ") and "login GPUBILL_FLOWER_BASIC_AUTH=gpubill:gpubill_dev_flower" in ln
+                   for ln in first.out), text
         state = json.loads((data_dir / "stack.json").read_text())
         assert state["receiver_url"] == f"http://127.0.0.1:{ports['receiver']}"
         assert state["broker_url"] == f"redis://127.0.0.1:{ports['broker']}/0"
