@@ -35,8 +35,15 @@ from gpubill.settings import Settings
 from ledger.migrate import upgrade
 
 EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runpod" / "profiles.toml"
-# How long children get to stop on SIGTERM (all at once) before SIGKILL.
-STOP_GRACE_S = 5.0
+# How long children get to stop on SIGTERM (all at once) before SIGKILL: 4 s, so that
+# with the broker's stop and the launcher's own exit a Ctrl-C ends within 5 s (a Celery
+# worker's warm shutdown on a loaded machine took the whole former 5 s, and the stop 6.5 s).
+STOP_GRACE_S = 4.0
+# Flower keeps no state (no --persistent), but on SIGTERM its exit joins the threads of
+# its in-flight Celery inspect broadcasts (flower/app.py ``executor.shutdown(wait=False)``,
+# then the interpreter joins them): 3-5 s measured, most of a stop of the defaults. It
+# gets this long before SIGKILL, which loses nothing.
+FLOWER_GRACE_S = 1.0
 
 
 @dataclass
@@ -324,7 +331,9 @@ class Stack:
             child.terminate()
         deadline = time.monotonic() + grace_s
         while self.children:
-            self.children.pop().stop(max(0.0, deadline - time.monotonic()))
+            child = self.children.pop()
+            left = max(0.0, deadline - time.monotonic())
+            child.stop(min(left, FLOWER_GRACE_S) if child.name == "flower" else left)
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
@@ -343,8 +352,9 @@ class Stack:
 def flower_argv(py: str, cfg: Settings) -> list[str]:
     """Flower, read-only (no worker control, no task revoke/terminate, per Flower's
     ``--read_only``), bound to the receiver's host. Queue lengths come from the broker
-    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ)."""
-    return [py, "-m", "celery", "-A", "worker.app", "flower", "--read_only",
+    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ).
+    Started through ``gpubill.flower_guard``: its ``/metrics`` behind the same login."""
+    return [py, "-m", "gpubill.flower_guard", "-A", "worker.app", "flower", "--read_only",
             f"--address={cfg.receiver_host}", f"--port={cfg.flower_port}",
             "--purge_offline_workers=60"]
 

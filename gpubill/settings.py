@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=4, le=200)
     # Abuse limits on /v1 (webhook_receiver.ratelimit, Flask-Limiter syntax): requests per
     # API key, and 401 answers per client address before it is locked out; counters in
-    # rate_limit_storage_url (empty: the broker's Redis in production, memory otherwise).
+    # rate_limit_storage_url (empty: the broker when it is Redis — production and `up` —, memory otherwise).
     rate_limit_api: str = "1200/minute"
     rate_limit_auth_failures: str = "60/minute"
     rate_limit_storage_url: str = ""

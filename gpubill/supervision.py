@@ -41,9 +41,16 @@ def die_with_parent(parent_pid: int) -> Any:
 
 
 def check_ports_free(ports: dict[str, int], host: str = "127.0.0.1") -> None:
-    """Raise ``StackError`` naming the first service whose TCP port is taken."""
+    """Raise ``StackError`` naming the first service whose TCP port is taken.
+
+    ``SO_REUSEADDR`` as the servers themselves bind (gunicorn, valkey, werkzeug,
+    tornado): a port still listened on is refused, but one whose last connections
+    linger in ``TIME_WAIT`` (60 s on Linux after the server closed them, e.g. the
+    broker of a stack just stopped) is free. Without it a second ``up`` within a
+    minute of Ctrl-C was refused "port … (broker) is already in use" (seen, issue 16)."""
     for name, port in ports.items():
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError:

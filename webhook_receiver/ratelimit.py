@@ -12,9 +12,11 @@ Two shared limits on every ``/v1`` blueprint, from settings:
 An exceeded limit answers ``429`` ``{"error": {"code": "rate_limited", ...}}`` with
 ``Retry-After`` (seconds) and ``X-RateLimit-*`` headers, and counts
 ``gpubill_rate_limited_requests_total{limit}``. Counters live in
-``GPUBILL_RATE_LIMIT_STORAGE_URL``; empty → the broker's Redis in production (shared
-by all receiver processes), process memory otherwise (the embedded default: each
-gunicorn worker counts on its own). Storage trouble never fails a request
+``GPUBILL_RATE_LIMIT_STORAGE_URL``; empty → the broker when it speaks Redis (always in
+production; ``gpubill up``'s embedded broker too), so every receiver process counts
+in one place and the limits are exact; process memory only without a Redis broker
+(each gunicorn worker would count alone: 2 workers let 2 × the threshold through,
+measured 120 × 401 for ``60/minute`` before, issue 15). Storage trouble never fails a request
 (``swallow_errors``): limits fail open, logged. Webhooks and probes are not limited
 here: Stripe and RunPod retry on 429 and are authenticated by signature and token.
 """
@@ -39,7 +41,9 @@ def storage_url(cfg: Settings) -> str:
     """Where the counters live (see the module doc)."""
     if cfg.rate_limit_storage_url:
         return cfg.rate_limit_storage_url
-    return cfg.broker_url if cfg.env == "production" else "memory://"
+    if cfg.env == "production" or cfg.broker_url.startswith(("redis://", "rediss://")):
+        return cfg.broker_url
+    return "memory://"
 
 
 def _api_key_bucket() -> str:

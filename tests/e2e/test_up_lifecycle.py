@@ -1,7 +1,7 @@
 """`gpubill up` as a supervisor (issue 16): a SIGKILLed launcher leaves no process; a
 second `up` on a busy port or on a running stack's data directory exits 1 with one
 line before touching anything, and the first stack's /metrics is unchanged; start-up
-prints a line per service; a clean stop takes at most 5 s."""
+prints a line per service; a clean stop (Flower included) takes at most 5 s."""
 from __future__ import annotations
 
 import json
@@ -28,20 +28,22 @@ def _env(data_dir: Path, **ports: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUBILL_")}
     env.update({"GPUBILL_DATA_DIR": str(data_dir), "GPUBILL_RECEIVER_PORT": str(ports["receiver"]),
                 "GPUBILL_EMULATOR_PORT": str(ports["runpod"]), "GPUBILL_STRIPE_EMULATOR_PORT": str(ports["stripe"]),
-                "GPUBILL_BROKER_PORT": str(ports["broker"])})
+                "GPUBILL_BROKER_PORT": str(ports["broker"]), "GPUBILL_FLOWER_PORT": str(ports["flower"])})
     return env
 
 
 def _ports() -> dict[str, int]:
-    return {"receiver": free_port(), "runpod": free_port(), "stripe": free_port(), "broker": free_port()}
+    return {"receiver": free_port(), "runpod": free_port(), "stripe": free_port(), "broker": free_port(),
+            "flower": free_port()}
 
 
 class Up:
-    """One `gpubill up --workers single --no-flower` subprocess, its output collected."""
+    """One `gpubill up --workers single` subprocess (Flower too unless ``flower=False``),
+    its output collected."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], flower: bool = True) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "gpubill.cli", "up", "--workers", "single",
-                                      "--no-flower"], env=env, stdout=subprocess.PIPE,
+                                      "--flower" if flower else "--no-flower"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.out: list[str] = []
         threading.Thread(target=lambda: self.out.extend(iter(self.proc.stdout.readline, "")),
@@ -67,8 +69,14 @@ def test_second_up_is_refused_in_one_line_and_the_first_stack_is_untouched(tmp_p
     try:
         first.wait_started()
         text = "".join(first.out)
-        for service in ("broker", "migrations", "receiver", "runpod-emulator", "stripe-emulator", "worker"):
+        for service in ("broker", "migrations", "receiver", "runpod-emulator", "stripe-emulator", "worker",
+                        "flower"):
             assert any(ln.split()[:2] in ([service, "ready"], [service, "done"]) for ln in first.out), text
+        # one table with the dev credentials (no 401 on the first curl or Flower visit)
+        assert any(ln.startswith("receiver ") and "Bearer GPUBILL_API_KEYS=gpubill_dev_api_key" in ln
+                   for ln in first.out), text
+        assert any(ln.startswith("flower ") and "login GPUBILL_FLOWER_BASIC_AUTH=gpubill:gpubill_dev_flower" in ln
+                   for ln in first.out), text
         state = json.loads((data_dir / "stack.json").read_text())
         assert state["receiver_url"] == f"http://127.0.0.1:{ports['receiver']}"
         assert state["broker_url"] == f"redis://127.0.0.1:{ports['broker']}/0"
@@ -119,7 +127,7 @@ def test_second_up_is_refused_in_one_line_and_the_first_stack_is_untouched(tmp_p
 
 def test_sigkill_of_up_leaves_no_process(tmp_path) -> None:
     data_dir = (tmp_path / "killed").resolve()
-    up = Up(_env(data_dir, **_ports()))
+    up = Up(_env(data_dir, **_ports()), flower=False)
     try:
         up.wait_started()
         running = processes_of(data_dir)

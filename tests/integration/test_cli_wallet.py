@@ -93,6 +93,7 @@ def test_bad_input_is_refused_without_moving_money(db_url, sessions, user) -> No
         (("wallet", "adjust", user, "5", "--reason", "   "), "must not be empty"),
         (("wallet", "adjust", user, "1.5", "--reason", "x"), "is not a valid integer"),
         (("wallet", "adjust", "bad user!", "5", "--reason", "x"), "must match"),
+        (("wallet", "adjust", user + "\n", "5", "--reason", "x"), "must match"),  # issue 15 repro 6
     ]
     for args, message in cases:
         result = gpubill(db_url, *args)

@@ -112,6 +112,30 @@ def test_flower_is_read_only_and_needs_basic_auth(prod_stack) -> None:
     assert r.status_code == 403
 
 
+
+def test_flowers_metrics_need_its_login_and_its_log_times_are_iso(prod_stack) -> None:
+    """Issue 15 repro 7: Flower's own /metrics answered anyone (Flower 2.2 does not
+    decorate that handler); behind ``gpubill.flower_guard`` it takes the same basic-auth
+    login as Flower's pages. Issue 16: Flower's log lines carry ISO 8601 UTC times."""
+    from datetime import datetime
+
+    url = f"{prod_stack.flower_url}/metrics"
+    anonymous = requests.get(url, timeout=10)
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    assert "flower_" not in anonymous.text
+    user, _, _ = prod_stack.settings.flower_basic_auth.get_secret_value().partition(":")
+    assert requests.get(url, auth=(user, "nope"), timeout=10).status_code == 401
+    ok = _get(prod_stack, "/metrics")
+    assert ok.status_code == 200 and "flower_" in ok.text
+    assert requests.get(f"{prod_stack.flower_url}/healthcheck", timeout=10).status_code == 200  # probes
+    # tornado's "[I 261206 21:39:56 command:177] ..." lines, now with the ISO time
+    lines = [ln for ln in (prod_stack.log_dir / "flower.log").read_text().splitlines() if ln.startswith("[")]
+    assert lines
+    for ln in lines:
+        stamp = ln[1:].split()[1]
+        assert "T" in stamp and datetime.fromisoformat(stamp).utcoffset() is not None, ln
+
+
 # -- metrics ---------------------------------------------------------------------------
 def _funded(api: Api) -> str:
     user = f"u-{secrets.token_hex(4)}"

@@ -13,6 +13,7 @@ the embedded one, which keeps the whole CI run within its time budget.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ import pytest
 
 from gpubill.launcher import Stack
 from tests.conftest import BACKEND
+from tests.stacks import scrape
 from tests.stress.storm import Storm, storm_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,19 +50,32 @@ def _kill_a_worker(stack: Stack, kills: Counter[str], rng: random.Random) -> Non
     stack.restart(name, grace_s=0)
 
 
+def _totals_fell(before: dict, after: dict) -> dict:  # type: ignore[type-arg]
+    """``_total`` samples lower in ``after`` than in ``before`` (a counter never decreases)."""
+    return {k: (v, after.get(k, 0.0)) for k, v in before.items() if k[0].endswith("_total") and after.get(k, 0.0) < v}
+
+
 def test_sigkilled_workers_lose_nothing_and_apply_nothing_twice(crash_stack) -> None:
+    """...and across the storm, SIGKILLs included, no ``_total`` counter of the
+    receiver's /metrics ever decreases (issue 16), scraped after each wave and at the end."""
     storm = Storm(crash_stack, JOBS, EVENTS)
     kills: Counter[str] = Counter()
+    scrapes = [scrape(crash_stack.receiver_url)]
     try:
         storm.fund()
         # Right after each wave but the last is sent, while its jobs and events are in
         # flight, a worker is SIGKILLed and restarted.
         for i, _ in enumerate(storm.waves(KILLS + 1)):
+            scrapes.append(scrape(crash_stack.receiver_url))
             if i < KILLS:
                 _kill_a_worker(crash_stack, kills, storm.rng)
         elapsed = storm.drain(600)
+        scrapes.append(scrape(crash_stack.receiver_url))
         counts = storm.verify()
     finally:
         storm.close()
     print(f"\nstorm: {counts}, {sum(kills.values())} worker SIGKILLs {dict(kills)}, drained in {elapsed:.0f} s")
     assert sum(kills.values()) == KILLS
+    for n, (before, after) in enumerate(itertools.pairwise(scrapes)):
+        assert _totals_fell(before, after) == {}, f"counters decreased between scrapes {n} and {n + 1}"
+    assert scrapes[-1][("gpubill_credits_total", frozenset({("flow", "captured"), ("direction", "out")}))] > 0
