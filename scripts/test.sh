@@ -7,6 +7,6 @@ PY=${PYTHON:-.venv/bin/python}
 status=0
 for backend in embedded postgres; do
   echo "=== backend: $backend"
-  GPUBILL_TEST_BACKEND=$backend "$PY" -m pytest "$@" || status=1
+  GPUBILL_TEST_BACKEND=$backend "$PY" -m pytest --durations=20 "$@" || status=1
 done
 exit $status
