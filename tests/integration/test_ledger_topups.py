@@ -33,6 +33,7 @@ from ledger.models import (
 from pricing import load_packs
 from tests.model import rates
 from tests.model.wallets import Model
+from tests.stripe_flows import transactions
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +52,7 @@ def balance(sessions: sessionmaker[Session], user: str) -> int:
 
 def ledger_rows(sessions: sessionmaker[Session], user: str) -> list[tuple[str, str, int, str | None]]:
     """(op_key, kind, amount, ref) of every transaction of ``user``, in order."""
-    with transaction(sessions) as s:
-        return [tuple(r) for r in s.execute(
-            select(LedgerTransaction.op_key, LedgerTransaction.kind, LedgerTransaction.amount,
-                   LedgerTransaction.ref).where(LedgerTransaction.user_id == user)
-            .order_by(LedgerTransaction.id))]
+    return [(key, kind, amount, ref) for kind, key, amount, ref in transactions(sessions, user)]
 
 
 def reversal(sessions: sessionmaker[Session], rid: str) -> tuple[str, str, int, int, str | None]:
