@@ -26,12 +26,11 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     know (404) is no work of ours — a forged or mistaken callback must not make a held
     job adopt it (the job would then end ``lost``) — and is ignored."""
     try:
-        if claimed and runpod_jobs.unrecorded(context.sessions(), job_id, claimed):
-            endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
-            if context.runpod().status(endpoint_id, claimed) is None:
-                log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
-                            job_id, claimed)
-                claimed = None
+        if claimed and runpod_jobs.unrecorded(context.sessions(), job_id, claimed) \
+                and not _runpod_knows(lifecycle.endpoint_of(context.sessions(), job_id), claimed):
+            log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
+                        job_id, claimed)
+            claimed = None
         if claimed and runpod_jobs.claim(context.sessions(), job_id, claimed) == runpod_jobs.STRAY:
             endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
             context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
@@ -53,3 +52,14 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
     except RunPodRejected:
         return None  # e.g. a revoked key: the poller retries later, an operator is alerted
+
+
+def _runpod_knows(endpoint_id: str, runpod_job_id: str) -> bool:
+    """False only when RunPod answers that it has no such job (404). An error is no
+    answer: the id is then recorded as before (adopted or a stray to cancel), because
+    the record must not wait on a retry a SIGKILL could lose (the simulation, seed 3)."""
+    try:
+        return context.runpod().status(endpoint_id, runpod_job_id) is not None
+    except (RunPodTransient, RunPodRejected):
+        return True
+
