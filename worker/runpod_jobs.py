@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 BILLED, STRAY = "billed", "stray"
 OPEN, SETTLED = "open", "settled"
 ADOPTED, KNOWN = "adopted", "known"
+UNCHECKED = "unchecked"  # a new id, not recorded: the caller asks RunPod about it first
 
 
 def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
@@ -42,26 +43,21 @@ def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
     return True
 
 
-def unrecorded(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
-    """True when ``job_id`` exists and ``runpod_job_id`` is neither its RunPod job nor
-    recorded for any job (read only)."""
-    with transaction(factory) as s:
-        job = s.get(Job, job_id)
-        return (job is not None and runpod_job_id != job.runpod_job_id
-                and s.get(RunPodJob, runpod_job_id) is None)
-
-
-def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> str | None:
-    """A RunPod callback for ``job_id`` names ``runpod_job_id``. A ``held`` job whose
-    /run answer never came adopts it (``adopted``: it is our job's work, and money
-    still follows the /status re-fetch); an id already recorded is ``known``; any other
-    is recorded as a stray (``stray``: the caller cancels it). None: no such job."""
+def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, checked: bool) -> str | None:
+    """A RunPod callback for ``job_id`` names ``runpod_job_id``. An id already recorded
+    is ``known``. A new one is ``unchecked`` (nothing written) until the caller has
+    asked RunPod about it outside this row lock and calls again with ``checked``; then
+    a ``held`` job whose /run answer never came adopts it (``adopted``: it is our job's
+    work, and money still follows the /status re-fetch), and any other is recorded as a
+    stray (``stray``: the caller cancels it). None: no such job."""
     with transaction(factory) as s:
         job = s.get(Job, job_id, with_for_update=True, populate_existing=True)
         if job is None:
             return None
         if runpod_job_id == job.runpod_job_id or s.get(RunPodJob, runpod_job_id) is not None:
             return KNOWN
+        if not checked:
+            return UNCHECKED
         if job.status == JobStatus.HELD and job.runpod_job_id is None and job.stop_requested_at is None:
             record_billed(s, job, runpod_job_id)
             return ADOPTED

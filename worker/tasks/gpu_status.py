@@ -26,14 +26,8 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     know (404) is no work of ours — a forged or mistaken callback must not make a held
     job adopt it (the job would then end ``lost``) — and is ignored."""
     try:
-        if claimed and runpod_jobs.unrecorded(context.sessions(), job_id, claimed) \
-                and not _runpod_knows(lifecycle.endpoint_of(context.sessions(), job_id), claimed):
-            log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
-                        job_id, claimed)
-            claimed = None
-        if claimed and runpod_jobs.claim(context.sessions(), job_id, claimed) == runpod_jobs.STRAY:
-            endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
-            context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
+        if claimed:
+            _claim(job_id, claimed)
         where = lifecycle.tracked(context.sessions(), job_id)
         if where is None:
             return None
@@ -52,6 +46,22 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
     except RunPodRejected:
         return None  # e.g. a revoked key: the poller retries later, an operator is alerted
+
+
+def _claim(job_id: str, claimed: str) -> None:
+    """Record the RunPod id a callback named (``runpod_jobs.claim``): a known id costs
+    one read; a new one is looked up on RunPod first, ignored on RunPod's 404, else
+    adopted or recorded as a stray whose cancel is published."""
+    outcome = runpod_jobs.claim(context.sessions(), job_id, claimed, checked=False)
+    if outcome != runpod_jobs.UNCHECKED:
+        return
+    endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
+    if not _runpod_knows(endpoint_id, claimed):
+        log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
+                    job_id, claimed)
+        return
+    if runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True) == runpod_jobs.STRAY:
+        context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
 
 
 def _runpod_knows(endpoint_id: str, runpod_job_id: str) -> bool:
