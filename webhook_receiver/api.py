@@ -82,9 +82,7 @@ def create_job():
                                       job_id if funded else None)
             if first is not None:  # a replay: store nothing more, answer as the first time
                 g.log_job_id = first.body.get("job_id")
-                response = jsonify(first.body)
-                response.headers[idempotency.REPLAYED_HEADER] = "true"
-                return response, first.status
+                return idempotency.replayed(first)
         if funded:
             s.add(new_job(
                 job_id=job_id, user_id=req.user_id, job_type=req.type,

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import g, request
+from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -91,3 +92,10 @@ def first_answer(s: Session, key: str, request_hash: str,
                        f"{HEADER} was already used with a different request body; "
                        "use a new key for a new request")
     return Answer(first.status_code, json.loads(first.response))
+
+
+def replayed(answer: Answer) -> ResponseReturnValue:
+    """The stored first answer, sent again with ``Idempotent-Replayed: true``."""
+    response = jsonify(answer.body)
+    response.headers[REPLAYED_HEADER] = "true"
+    return response, answer.status

@@ -81,12 +81,6 @@ class _Replayed(Exception):
         self.answer = answer
 
 
-def _replay(answer: idempotency.Answer) -> ResponseReturnValue:
-    response = jsonify(answer.body)
-    response.headers[idempotency.REPLAYED_HEADER] = "true"
-    return response, answer.status
-
-
 def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]], what: str,
                  store: Callable[[Session, dict[str, Any]], dict[str, Any]]) -> ResponseReturnValue:
     """201 with ``store``'s body for the Checkout Session ``create(stripe_key)`` makes.
@@ -106,7 +100,7 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
         with transaction(services.sessions()) as s:
             first = idempotency.first_answer(s, key, request_hash, CONFLICT)
         if first is not None:
-            return _replay(first)
+            return idempotency.replayed(first)
     session = stripe_create(lambda: create(key), what)
     try:
         with transaction(services.sessions()) as s:
@@ -116,7 +110,7 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
                 if first is not None:  # a concurrent twin answered first: roll back, replay it
                     raise _Replayed(first)
     except _Replayed as twin:
-        return _replay(twin.answer)
+        return idempotency.replayed(twin.answer)
     return jsonify(body), 201
 
 
