@@ -40,7 +40,7 @@ def cli(stack, monkeypatch):
     get_settings.cache_clear()
 
 
-def test_a_refund_whose_topup_never_arrives_is_parked_then_replayed(stack, api, sessions, cli,
+def test_a_refund_whose_topup_arrives_after_it_parked_is_revived_and_applied_once(stack, api, sessions, cli,
                                                                     invariants) -> None:
     user = uid("parked")
     session_id = open_session(api, user, "medium")
@@ -56,14 +56,16 @@ def test_a_refund_whose_topup_never_arrives_is_parked_then_replayed(stack, api, 
     assert parked.last_error.startswith("gave up after ")
     assert "no top-up linked to charge" in parked.last_error and parked.attempts >= bound
     assert transactions(sessions, user) == []
-    # The payment arrives late; an operator replays the parked events.
+    # The payment arrives late: it revives the parked refund (issue 12 case 4), which is
+    # applied without an operator; an operator's replay afterwards changes nothing.
     settle(sessions, post_all(api, paid["events"]))
-    assert api.wallet(user)["balance"] == 2200
-    out = cli("events", "replay", "--failed")
-    assert refund_evt in out
+    wait_for(lambda: db_event(sessions, refund_evt).status == EventStatus.PROCESSED, 60,
+             "parked refund revived and applied")
+    # medium: 2,200 credits for 2,000 cents; 1,000 cents refunded → ceil(2200 × 1000 / 2000)
+    assert api.wallet(user)["balance"] == 1100
+    cli("events", "replay", "--failed")
     settle(sessions, event_ids(refunded))
-    wait_for(lambda: api.wallet(user)["balance"] == 1100, 20, "refund applied after replay")
-    assert db_event(sessions, refund_evt).status == EventStatus.PROCESSED
+    assert api.wallet(user)["balance"] == 1100
     invariants()
 
 
