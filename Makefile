@@ -57,7 +57,8 @@ mutation: $(STAMP)
 lock: $(STAMP)
 	$(PY) scripts/lock.py
 
-## ruff check (rules in pyproject.toml; no reformatting) and mypy (strict on the money core).
+## ruff check (rules in pyproject.toml), mypy (strict on the money core and services), the layering contract (lint-imports).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache

@@ -7,7 +7,7 @@ the same server settings, and the peak memory of the receiver and the worker.
 Runs the whole service on PostgreSQL + Redis at 127.0.0.1. Workers are paused during
 the intake runs so the figures are the receiver's alone (the events wait in Redis and
 are processed afterwards). The receiver answers once an event is stored and enqueues it
-just after (``gpubill.batch_publisher``). The run ends by checking every event was then
+just after (``base.batch_publisher``). The run ends by checking every event was then
 applied once, and counts those the outbox sweeper had to enqueue instead (0 when the
 receiver enqueued them all). Load comes from ``--clients`` processes on keep-alive
 connections; the paced run schedules every request in advance.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from base.settings import get_settings
 from gpubill import commands as _commands
 from gpubill.commands import (
     events as _events,
@@ -21,7 +22,6 @@ from gpubill.commands import (
     wallet as _wallet,
 )
 from gpubill.commands.emulate_stripe import emulate_stripe as _emulate_stripe
-from gpubill.settings import get_settings
 
 try:
     __version__ = version("gpubill")
@@ -158,7 +158,7 @@ def up(emulator: bool, workers: str, flower: bool) -> None:
 
 def services_table(stack) -> str:
     """One table: each service, its address, and how to authenticate (dev values)."""
-    from gpubill.settings import DEV_API_KEY, DEV_FLOWER_BASIC_AUTH, DEV_METRICS_TOKEN
+    from base.settings import DEV_API_KEY, DEV_FLOWER_BASIC_AUTH, DEV_METRICS_TOKEN
 
     cfg = stack.settings
     state = stack.state()
@@ -210,7 +210,7 @@ main.add_command(_events.events)
 @main.group()
 def emulate() -> None:
     """Local stand-ins for outside services (their log lines are gpubill's JSON lines)."""
-    from gpubill import logs
+    from base import logs
 
     logs.configure()
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import requests
 
+from base.settings import Settings
 from emulators.stripe import events as stripe_events
 from emulators.stripe.control import StripeStandIn
 from gpubill.client import ApiError, GpubillClient
-from gpubill.settings import Settings
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.models import JobStatus

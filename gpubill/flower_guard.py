@@ -9,7 +9,7 @@
   ``WWW-Authenticate: Basic`` without the login, as for the pages. Prometheus scrapes it
   with ``basic_auth: {username, password}``. ``/healthcheck`` stays open (probes).
 * **ISO 8601 UTC times in Flower's log lines** (issue 16): tornado's ``LogFormatter``
-  prints ``261206 21:39:56``; its ``formatTime`` is replaced by ``gpubill.logs.iso_time``
+  prints ``261206 21:39:56``; its ``formatTime`` is replaced by ``base.logs.iso_time``
   (``2026-12-06T21:39:56.123+00:00``). The rest of tornado's line format is kept.
 
 Both are patches of a third-party class, so ``tests/integration/test_docs.py`` checks
@@ -38,7 +38,7 @@ def protect_metrics() -> None:
 
 def iso_times() -> None:
     """Tornado's log lines (Flower's) carry ISO 8601 UTC times."""
-    from gpubill.logs import iso_time
+    from base.logs import iso_time
 
     def format_time(self: logging.Formatter, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_time(record)

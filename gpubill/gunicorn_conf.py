@@ -1,7 +1,7 @@
 """Gunicorn settings for the receiver: ``gunicorn -c python:gpubill.gunicorn_conf``.
 
 Bind address, worker count and logging come from ``GPUBILL_*`` settings; logs go
-through ``gpubill.logs`` (JSON lines, or text on a terminal, redacted), access log
+through ``base.logs`` (JSON lines, or text on a terminal, redacted), access log
 included. ``child_exit`` tells prometheus_client's multiprocess mode that a worker died
 (its live-gauge files are removed), per prometheus_client's gunicorn instructions.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gpubill import logs
-from gpubill.settings import get_settings
+from base import logs
+from base.settings import get_settings
 
 _cfg = get_settings()
 logs.add_secrets(logs.secret_values(_cfg))

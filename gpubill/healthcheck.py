@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import cast
 
-from gpubill.settings import get_settings
+from base.settings import get_settings
 
 
 def http(url: str) -> str:
@@ -26,7 +26,7 @@ def http(url: str) -> str:
 
 
 def worker(name: str = "") -> str:
-    from gpubill import queues
+    from base import queues
 
     app = queues.producer(get_settings().broker_url)
     try:

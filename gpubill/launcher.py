@@ -29,9 +29,10 @@ from typing import IO, Any
 
 import requests
 
-from gpubill import queues, supervision
+from base import queues
+from base.settings import Settings
+from gpubill import supervision
 from gpubill.broker import EmbeddedBroker, free_port
-from gpubill.settings import Settings
 from ledger.migrate import upgrade
 
 EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runpod" / "profiles.toml"

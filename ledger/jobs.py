@@ -53,7 +53,7 @@ def request_cancel(job: Job) -> bool:
     return True
 
 
-# Error prefixes of a job parked by ``worker.poison`` (read by ``gpubill reconcile``).
+# Error prefixes of a job parked by ``services.poison`` (read by ``gpubill reconcile``).
 PARKED = "parked after"
 POISON_CANCELLED = "cancelled by the user; task failed"
 

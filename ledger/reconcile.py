@@ -192,7 +192,7 @@ def _gpu_time_conserved(s: Session, within: ColumnElement[bool]) -> list[Violati
 
 @keyed(Job.id, "poison jobs (runpod)")
 def _poison_jobs(s: Session, within: ColumnElement[bool]) -> list[Violation]:
-    """Jobs a task could not load or process (issue 11, ``worker.poison``): each parked
+    """Jobs a task could not load or process (issue 11, ``services.poison``): each parked
     job (``failed``, flagged, error kept, hold released) is reported for operators, and
     so is one still failing and not yet parked."""
     out: list[Violation] = []

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from gpubill.settings import Settings
+from base.settings import Settings
 
 
 def runpod_jobs(cfg: Settings) -> list[dict[str, Any]]:

@@ -13,9 +13,9 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
+from base.settings import DEV_METRICS_TOKEN
 from gpubill.broker import EmbeddedBroker, free_port
 from gpubill.launcher import Stack
-from gpubill.settings import DEV_METRICS_TOKEN
 from tests.databases import empty_database
 
 Sample = tuple[str, frozenset[tuple[str, str]]]

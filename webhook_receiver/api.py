@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
-from gpubill import queues
+from base import queues
 from ledger.db import transaction
 from ledger.jobs import new_job, receipt, request_cancel
 from ledger.models import Job, JobStatus, Wallet

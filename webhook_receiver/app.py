@@ -9,9 +9,9 @@ from typing import cast
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from gpubill import queues
-from gpubill.batch_publisher import BatchPublisher
-from gpubill.settings import Settings, get_settings
+from base import queues
+from base.batch_publisher import BatchPublisher
+from base.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
 from ledger.inbox import intake_engine
 from webhook_receiver import (

@@ -13,7 +13,7 @@ import time
 
 from flask import Flask, Response, g, request
 
-from gpubill import logs
+from base import logs
 
 log = logging.getLogger("gpubill.request")
 _PROBES = ("/healthz", "/readyz", "/metrics")

@@ -4,7 +4,7 @@ Multi-process safe: under gunicorn (and Celery's prefork pool) each process writ
 counters and histograms to files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape merges
 them (prometheus_client's multiprocess mode; gunicorn's ``child_exit`` hook in
 ``gpubill.gunicorn_conf`` marks dead workers). Worker processes on the same host write
-to the same directory, so RunPod latency and errors (``worker.runpod_metrics``) appear
+to the same directory, so RunPod latency and errors (``gateways.runpod_metrics``) appear
 here too. Money, job and backlog figures come from the ledger at scrape time
 (``LedgerCollector``). Without the variable, this process's own registry is served.
 

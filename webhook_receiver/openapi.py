@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from gpubill.ids import USER_ID_PATTERN
+from base.ids import USER_ID_PATTERN
 from ledger.entries import MAX_LIMIT
 from webhook_receiver import responses as r
 from webhook_receiver.idempotency import HEADER as IDEMPOTENCY_HEADER, KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
@@ -49,7 +49,7 @@ class Route:
 # them, and a looser spec documents requests the code refuses).
 PATH_SCHEMAS: dict[str, dict[str, Any]] = {"user_id": {"type": "string", "pattern": USER_ID_PATTERN}}
 # (path, header): only /v1/jobs checks its Idempotency-Key (webhook_receiver.idempotency);
-# the Checkout routes hash any key into Stripe's (worker.stripe_gateway.idempotency_key).
+# the Checkout routes hash any key into Stripe's (gateways.stripe.idempotency_key).
 HEADER_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("/v1/jobs", IDEMPOTENCY_HEADER): {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}}
 

@@ -29,7 +29,7 @@ from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from flask_limiter.util import get_remote_address
 from prometheus_client import Counter
 
-from gpubill.settings import Settings
+from base.settings import Settings
 from webhook_receiver.errors import error_body
 
 RATE_LIMITED = Counter("gpubill_rate_limited_requests", "Requests refused with 429, by limit "

@@ -14,7 +14,7 @@ import re
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from gpubill import queues
+from base import queues
 from ledger.db import transaction
 from ledger.models import Job, JobStatus
 from webhook_receiver import services
@@ -45,6 +45,6 @@ def receive(token: str):
         services.publish(queues.REFRESH_STATUS, row.id, *([claimed] if claimed else []))
     elif claimed and claimed != row.runpod_job_id:
         # Issue 11: a RunPod job for an ended job of ours that is not the billed one —
-        # the worker records it and cancels it (worker.runpod_jobs.claim).
+        # the worker records it and cancels it (services.runpod_jobs.claim).
         services.publish(queues.REFRESH_STATUS, row.id, claimed)
     return jsonify({"received": True}), 200

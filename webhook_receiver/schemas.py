@@ -6,14 +6,14 @@ from typing import Any, Literal
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gpubill.ids import USER_ID_PATTERN, UserId, is_user_id
+from base.ids import USER_ID_PATTERN, UserId, is_user_id
 from pricing import JobParams
 from webhook_receiver.errors import ApiError
 
 
 def check_user_id(user_id: str) -> None:
     """A ``user_id`` from the URL; raises ``ApiError`` 422 unless it is one in full
-    (``gpubill.ids``)."""
+    (``base.ids``)."""
     if not is_user_id(user_id):
         raise ApiError(422, "invalid_request", "user_id must match " + USER_ID_PATTERN)
 

@@ -8,8 +8,8 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill import queues
-from gpubill.batch_publisher import BatchPublisher
+from base import queues
+from base.batch_publisher import BatchPublisher
 
 
 @dataclass

@@ -5,7 +5,7 @@ HMAC-SHA256, tolerance 300 s); timestamps far in the future are refused too, whi
 SDK does not check — with the timestamp the SDK itself parsed (``signed_at``). The
 body was bounded before (``webhook_receiver.bodies``): a cut prefix is never verified.
 The verified event is stored by ``evt_`` id and committed, then handed to the batch
-publisher (``gpubill.batch_publisher``), which enqueues its task just after the answer;
+publisher (``base.batch_publisher``), which enqueues its task just after the answer;
 a duplicate delivery answers 200 and changes nothing. Bad signature or payload → 400
 (nothing stored); database down → 503 so Stripe retries (for 3 days).
 """

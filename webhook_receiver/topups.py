@@ -18,7 +18,8 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from gpubill.ids import UserId
+from base.ids import UserId
+from gateways.stripe import idempotency_key
 from ledger import topups
 from ledger.db import transaction
 from pricing import Pack, load_packs
@@ -26,7 +27,6 @@ from webhook_receiver import idempotency, services
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import parse_json
-from worker.stripe_gateway import idempotency_key
 
 bp = Blueprint("topups", __name__, url_prefix="/v1")
 
@@ -115,7 +115,7 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
 
 
 def _gateway():
-    from worker.stripe_gateway import StripeGateway  # gateway only; no task code
+    from gateways.stripe import StripeGateway  # gateway only; no task code
 
     if "gpubill_stripe" not in current_app.extensions:
         current_app.extensions["gpubill_stripe"] = StripeGateway(current_app.config["GPUBILL"])

@@ -14,8 +14,8 @@ from celery import Celery
 from celery.schedules import crontab
 from kombu import Queue
 
-from gpubill import queues
-from gpubill.settings import get_settings
+from base import queues
+from base.settings import get_settings
 from worker import observability  # noqa: F401  (connects Celery's logging and task hooks)
 
 TASK_SOFT_LIMIT_S = 60

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill import queues
-from gpubill.settings import Settings, get_settings
+from base import after_commit, queues
+from base.settings import Settings, get_settings
+from gateways.runpod import RunPodGateway
 from ledger.db import make_engine, make_sessionmaker
-from worker.runpod_gateway import RunPodGateway
 
 if TYPE_CHECKING:
-    from worker.stripe_gateway import StripeGateway
+    from gateways.stripe import StripeGateway
 
 
 def settings() -> Settings:
@@ -27,7 +27,10 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=4)
 def _factory(pid: int) -> sessionmaker[Session]:
-    return make_sessionmaker(make_engine(settings().sqlalchemy_url))
+    factory = make_sessionmaker(make_engine(settings().sqlalchemy_url))
+    if settings().broker_url:  # what services queue with publish_after_commit goes out at commit
+        after_commit.install(factory, publish)
+    return factory
 
 
 def sessions() -> sessionmaker[Session]:
@@ -48,7 +51,7 @@ def runpod() -> RunPodGateway:
 
 @lru_cache(maxsize=4)
 def _stripe(pid: int) -> StripeGateway:
-    from worker.stripe_gateway import StripeGateway  # the SDK client only where it is used
+    from gateways.stripe import StripeGateway  # the SDK client only where it is used
 
     return StripeGateway(settings())
 
@@ -65,7 +68,7 @@ def _publisher(pid: int) -> Celery:
 
 
 def publish(task_name: str, *args: str, countdown: float | None = None) -> bool:
-    """Enqueue by name after the caller's transaction committed (see ``gpubill.queues``)."""
+    """Enqueue by name after the caller's transaction committed (see ``base.queues``)."""
     return queues.enqueue(_publisher(os.getpid()), task_name, *args, countdown=countdown)
 
 

@@ -1,6 +1,6 @@
 """Celery's logging and process hooks: JSON logs with the task's ids, metrics files.
 
-- ``setup_logging``: Celery leaves logging to ``gpubill.logs`` (JSON or terminal text,
+- ``setup_logging``: Celery leaves logging to ``base.logs`` (JSON or terminal text,
   redacted) in the worker and in beat.
 - ``task_prerun``/``task_postrun``: every line a task logs carries ``task`` (its explicit
   name), ``task_id`` and the id it works on — tasks take ids only, so an argument
@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import signals
 
-from gpubill import logs
+from base import logs
 
 _ID_PREFIXES = {"job_": "job_id", "evt_": "event_id"}
 _tokens: dict[str, Token[dict[str, str]]] = {}
@@ -55,7 +55,7 @@ def _unbind_task(task_id: str = "", **_: Any) -> None:
 def _serve_metrics(**_: Any) -> None:
     """With ``GPUBILL_WORKER_METRICS_PORT`` set, this worker's main process serves the
     merged metrics of its pool processes (compose: a metrics directory per container)."""
-    from gpubill.settings import get_settings
+    from base.settings import get_settings
 
     port = get_settings().worker_metrics_port
     if port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -13,7 +13,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill.settings import get_settings
+from base.settings import get_settings
 
 
 def fail(message: str) -> NoReturn:

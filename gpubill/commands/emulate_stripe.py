@@ -15,9 +15,9 @@ def emulate_stripe(host: str, port: int, webhook_url: str | None) -> None:
     """Serve the Stripe API subset gpubill uses (point stripe.StripeClient at
     http://HOST:PORT) and a control surface (/_control/...) that pays, expires, refunds
     and disputes, sending signed webhooks signed with GPUBILL_STRIPE_WEBHOOK_SECRET."""
+    from base.settings import get_settings
     from emulators.stripe.app import create_app
     from emulators.stripe.server import serve
-    from gpubill.settings import get_settings
 
     cfg = get_settings()
     url = webhook_url or f"{cfg.public_base_url.rstrip('/')}/webhooks/stripe"

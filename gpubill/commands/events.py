@@ -74,8 +74,8 @@ def list_events(status: str | None, limit: int) -> None:
 def replay(failed: bool, event_ids: tuple[str, ...]) -> None:
     """Re-enqueue stored events: those still received (default), parked ones too
     (--failed), or the given ids. Replaying an applied event changes nothing."""
-    from gpubill import queues
-    from gpubill.settings import get_settings
+    from base import queues
+    from base.settings import get_settings
 
     cfg = get_settings()
     if not cfg.broker_url:

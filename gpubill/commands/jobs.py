@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
+from base.settings import get_settings
 from gpubill.commands import Group, fail, ledger_sessions
-from gpubill.settings import get_settings
 
 
 def _receipt(job_id: str) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def retry_settlement(job_id: str, enqueue: bool) -> None:
 
 
 def _publish(job_id: str) -> None:
-    from gpubill import queues
+    from base import queues
 
     cfg = get_settings()
     if not cfg.broker_url:
@@ -109,19 +109,15 @@ def _publish(job_id: str) -> None:
 
 
 def _settle_here(job_id: str) -> str | None:
-    """The refresh task's body, in this process: ``tracked`` → RunPod ``/status`` →
-    ``apply_status`` (one DB transaction, compare-and-set on the job's state)."""
-    from worker import lifecycle
-    from worker.runpod_gateway import RunPodGateway, RunPodRejected, RunPodTransient
+    """The refresh task's service (``services.settlement.settle_from_runpod``), in this
+    process; None when the job was settled meanwhile (a worker got there first)."""
+    from gateways.runpod import RunPodGateway, RunPodRejected, RunPodTransient
+    from services import settlement
 
     cfg = get_settings()
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value(), cfg.runpod_timeout_s)
     try:
-        where = lifecycle.tracked(ledger_sessions(), job_id)
-        if where is None:
-            return None  # settled meanwhile (a worker got there first)
-        gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value(),
-                                cfg.runpod_timeout_s)
-        return lifecycle.apply_status(ledger_sessions(), job_id, gateway.status(*where))
+        return settlement.settle_from_runpod(ledger_sessions(), job_id, gateway)
     except (RunPodTransient, RunPodRejected) as err:
         fail(f"RunPod status of {job_id} failed, nothing changed: {err}")
     return None

@@ -74,7 +74,7 @@ def adjust(user: str, amount: int, reason: str, operator: str, key: str | None,
     """Credit (AMOUNT > 0) or debit (AMOUNT < 0) USER's wallet by AMOUNT credits against
     the adjustments account, audited with operator and reason. Re-running with the same
     --key applies it once."""
-    from gpubill.ids import USER_ID_PATTERN, is_user_id
+    from base.ids import USER_ID_PATTERN, is_user_id
     from ledger.adjustments import adjust as ledger_adjust
     from ledger.db import transaction
     from ledger.errors import IdempotencyConflict, InsufficientFunds

@@ -15,8 +15,8 @@ import pytest
 import requests
 import stripe
 
+from base.settings import DEV_RUNPOD_API_KEY, DEV_STRIPE_SECRET_KEY
 from gpubill.broker import free_port
-from gpubill.settings import DEV_RUNPOD_API_KEY, DEV_STRIPE_SECRET_KEY
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e

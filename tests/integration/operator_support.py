@@ -7,8 +7,8 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
+from base.settings import get_settings
 from gpubill.cli import main
-from gpubill.settings import get_settings
 from tests.databases import migrated_database
 
 

@@ -88,7 +88,7 @@ def test_the_request_knows_which_key_it_used(db_url) -> None:
     configured key, the key's id for a stored one."""
     from flask import g
 
-    from gpubill.settings import Settings
+    from base.settings import Settings
     from webhook_receiver import create_app
     from webhook_receiver.auth import require_api_key
 

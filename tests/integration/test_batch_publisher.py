@@ -1,4 +1,4 @@
-"""``gpubill.batch_publisher`` against a real broker of the test's own: ids handed over
+"""``base.batch_publisher`` against a real broker of the test's own: ids handed over
 in a burst come out as fewer messages carrying every id exactly once, an idle id goes
 out alone, and a broker outage neither blocks ``submit`` nor kills the thread."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection, Queue
 
-from gpubill import queues
-from gpubill.batch_publisher import BatchPublisher
+from base import queues
+from base.batch_publisher import BatchPublisher
 from gpubill.broker import EmbeddedBroker
 from tests.helpers import wait_for
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from base.settings import get_settings
 from gpubill.cli import main
-from gpubill.settings import get_settings
 from tests.integration.operator_support import summary_rows
 
 EVENTS_ROW = "events parked or in the wrong mode (stripe)"

@@ -10,11 +10,11 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
+from gateways.runpod import RunPodGateway
 from ledger.db import transaction
 from ledger.models import Job, LedgerTransaction, Wallet
 from tests.helpers import Api, wait_for
 from tests.integration.operator_support import gpubill
-from worker.runpod_gateway import RunPodGateway
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.jobs import new_job
 from ledger.models import Job, utcnow
 from pricing import JobParams, charge, quote, runpod_cost_usd
+from services import lifecycle
 from tests.integration.operator_support import gpubill, own_database
-from worker import lifecycle
 
 pytestmark = pytest.mark.integration
 

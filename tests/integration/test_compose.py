@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpubill import queues
-from gpubill.settings import Settings
+from base import queues
+from base.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -20,7 +20,7 @@ from ledger.errors import HoldClosed
 from ledger.jobs import new_job
 from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet, utcnow
 from pricing import JobParams, quote
-from worker import lifecycle, runpod_jobs, stops
+from services import lifecycle, runpod_jobs, stops
 
 pytestmark = pytest.mark.integration
 ROUNDS = 8

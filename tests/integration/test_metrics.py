@@ -103,8 +103,8 @@ def _declared() -> set[str]:
     workers' metric objects, labelled or not yet observed)."""
     from prometheus_client import REGISTRY
 
+    import gateways.runpod_metrics  # noqa: F401  (registers its metrics)
     import webhook_receiver.metrics  # noqa: F401  (registers its metrics)
-    import worker.runpod_metrics  # noqa: F401  (registers its metrics)
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     return {f.name + s for f in REGISTRY.collect() if f.name.startswith("gpubill_")

@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import Job, JobStatus, RunPodJob, StripeEvent, utcnow
-from worker.sweeps import pending_outbox, republish_after_s
+from services.sweeps import pending_outbox, republish_after_s
 
 pytestmark = pytest.mark.integration
 

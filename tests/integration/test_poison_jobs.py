@@ -18,10 +18,10 @@ from ledger.jobs import new_job
 from ledger.models import Hold, Job, JobStatus, utcnow
 from ledger.reconcile import run_checks
 from pricing import JobParams, quote
+from services import lifecycle
 from tests.helpers import wait_for
 from tests.runpod_truth import runpod_jobs
 from webhook_receiver.tokens import webhook_token
-from worker import lifecycle
 
 pytestmark = pytest.mark.integration
 DEEP = "[" * 5000 + "]" * 5000  # valid JSON; json.loads raises RecursionError

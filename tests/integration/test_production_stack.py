@@ -23,7 +23,7 @@ import pytest
 import redis
 import requests
 
-from gpubill import queues
+from base import queues
 from gpubill.broker import free_port
 from gpubill.launcher import Stack
 from pricing import load_packs

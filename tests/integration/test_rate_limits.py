@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client import REGISTRY
 
-from gpubill.settings import Settings
+from base.settings import Settings
 from tests.stacks import serving
 from webhook_receiver import create_app, ratelimit
 

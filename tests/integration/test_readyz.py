@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from base.settings import Settings
 from gpubill.broker import EmbeddedBroker, free_port
-from gpubill.settings import Settings
 from ledger.migrate import upgrade
 from tests.conftest import BACKEND
 from tests.stacks import serving, throwaway_db

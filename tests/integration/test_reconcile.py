@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
 from emulators.stripe import events as stripe_events
-from gpubill import queues
 from ledger import locks, operations as ops, topups
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import CHECKS

@@ -13,15 +13,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
+from gateways.runpod import RunPodGateway
 from ledger.db import transaction
 from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, RunPodJob, utcnow
 from pricing import JobParams, charge, quote
+from services import lifecycle
 from tests.helpers import wait_for
 from tests.runpod_truth import runpod_jobs
 from webhook_receiver.tokens import webhook_token
-from worker import lifecycle
-from worker.runpod_gateway import RunPodGateway
 
 pytestmark = pytest.mark.integration
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")

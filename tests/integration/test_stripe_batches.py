@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gpubill import queues
+from base import queues
 from ledger.inbox import intake_engine, store_stripe_event
 from ledger.models import EventStatus
 from pricing import load_packs

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from gateways.stripe import StripeGateway
 from ledger import operations as ops
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, ReversalStatus, utcnow
@@ -22,7 +23,6 @@ from tests.stripe_flows import (
     transactions,
     uid,
 )
-from worker.stripe_gateway import StripeGateway
 
 pytestmark = pytest.mark.integration
 PRO, STARTER = "price_gpubill_pro_monthly", "price_gpubill_starter_monthly"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from base.settings import get_settings
 from gpubill.cli import main
-from gpubill.settings import get_settings
 from ledger.models import EventStatus
 from tests.helpers import db_event, wait_for
 from tests.stripe_flows import (

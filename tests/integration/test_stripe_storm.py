@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from gpubill import queues
+from base import queues
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.models import EventStatus

@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from emulators.stripe.events import new_id
+from gateways.stripe import StripeGateway
 from pricing import plans_by_id
 from tests.helpers import Api
 from tests.stripe_flows import count_topups, event_ids, post_all, settle, uid
-from worker.stripe_gateway import StripeGateway
 
 pytestmark = pytest.mark.integration
 PLANS = plans_by_id()

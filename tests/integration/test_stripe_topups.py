@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from emulators.stripe.events import new_id
+from gateways.stripe import StripeGateway
 from ledger.models import EventStatus, TopupStatus
 from pricing import load_packs
 from tests.helpers import db_event, wait_for
@@ -22,7 +23,6 @@ from tests.stripe_flows import (
     transactions,
     uid,
 )
-from worker.stripe_gateway import StripeGateway
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import EventStatus, StripeEvent, Wallet, utcnow
 from ledger.reconcile import run_checks
 from pricing import load_packs
-from worker import stripe_events
+from services import stripe_events
 
 pytestmark = pytest.mark.integration
 DAY = 24 * 3600.0

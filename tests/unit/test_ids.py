@@ -1,10 +1,10 @@
-"""One user-id type (``gpubill.ids``), full match — ``re``'s ``$`` matches before a
+"""One user-id type (``base.ids``), full match — ``re``'s ``$`` matches before a
 trailing newline, which once credited a wallet ``"dave\\n"`` (issue 15, repro 6)."""
 from __future__ import annotations
 
 import pytest
 
-from gpubill.ids import USER_ID, USER_ID_MAX, is_user_id
+from base.ids import USER_ID, USER_ID_MAX, is_user_id
 
 
 @pytest.mark.parametrize("value", ["dave", "a", "u_1.x:y@z-w", "A" * USER_ID_MAX])

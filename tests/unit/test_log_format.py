@@ -1,4 +1,4 @@
-"""gpubill.logs: redaction of secrets, tokens and card numbers; JSON lines off a
+"""base.logs: redaction of secrets, tokens and card numbers; JSON lines off a
 terminal, text on one (a real pseudo-terminal)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import os
 
-from gpubill import logs
+from base import logs
 
 
 def _record(msg: str, *args: object) -> logging.LogRecord:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpubill import logs
-from gpubill.settings import DEV_FLOWER_BASIC_AUTH, Settings
+from base import logs
+from base.settings import DEV_FLOWER_BASIC_AUTH, Settings
 from tests.unit.test_settings import PROD_SECRETS
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gpubill import logs
-from gpubill.settings import Settings, production_secret_problems
+from base import logs
+from base.settings import Settings, production_secret_problems
 from tests.unit.test_settings import PROD_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]

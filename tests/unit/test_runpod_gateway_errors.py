@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from worker.runpod_gateway import RunPodRejected, RunPodTransient, _classify
+from gateways.runpod import RunPodRejected, RunPodTransient, _classify
 
 
 def test_sdk_retry_error_is_transient() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpubill.settings import Settings
+from base.settings import Settings
 
-# Shaped like real production secrets (lengths of gpubill.secret_rules), none a default.
+# Shaped like real production secrets (lengths of base.secret_rules), none a default.
 PROD_SECRETS = {
     "stripe_webhook_secret": "whsec_" + "R" * 32, "runpod_api_key": "rpa_" + "R" * 40,
     "runpod_token_secret": "t" * 43, "api_keys": "k1" + "a" * 40 + ",k2" + "b" * 40,

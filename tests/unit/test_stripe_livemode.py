@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpubill.settings import Settings
+from base.settings import Settings
 from tests.unit.test_settings import PROD_SECRETS
 
 REAL = "R" * 99  # long enough for the production secret rules (issue 15)

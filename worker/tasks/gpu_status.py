@@ -5,10 +5,11 @@ import logging
 
 from sqlalchemy.exc import OperationalError
 
-from gpubill import queues
-from worker import context, lifecycle, runpod_jobs
+from base import queues
+from gateways.runpod import RunPodRejected, RunPodTransient
+from services import lifecycle, runpod_jobs, settlement
+from worker import context
 from worker.app import app
-from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
             if lifecycle.lead_refresh(context.sessions(), job_id, window):
                 raise self.retry(countdown=window)
             return None
-        status = context.runpod().status(*where)
-        return lifecycle.apply_status(context.sessions(), job_id, status)
+        return settlement.settle_from_runpod(context.sessions(), job_id, context.runpod(), where)
     except lifecycle.NotDispatchedYet as exc:
         raise self.retry(exc=exc, countdown=1)
     except (RunPodTransient, OperationalError) as exc:

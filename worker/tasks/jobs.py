@@ -6,10 +6,11 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from gpubill import queues
-from worker import context, lifecycle, poison, runpod_jobs, stops
+from base import queues
+from gateways.runpod import RunPodRejected, RunPodTransient
+from services import lifecycle, poison, runpod_jobs, stops
+from worker import context
 from worker.app import app
-from worker.runpod_gateway import RunPodRejected, RunPodTransient
 from worker.tasks import MAX_RETRIES, backoff
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def cancel(self, job_id: str) -> str | None:
 
 
 def _poisoned(job_id: str, exc: Exception) -> None:
-    """Count an unclassified failure (``worker.poison``); re-raise it (Celery records
+    """Count an unclassified failure (``services.poison``); re-raise it (Celery records
     it, the outbox sweeper re-publishes) until the job is parked."""
     if not poison.note_failure(context.sessions(), job_id, exc, context.settings().dispatch_max_retries + 1):
         raise exc

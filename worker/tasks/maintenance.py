@@ -1,8 +1,9 @@
 """Periodic tasks (queue ``maintenance``), scheduled by the single beat."""
 from __future__ import annotations
 
-from gpubill import queues
-from worker import context, sweeps
+from base import queues
+from services import sweeps
+from worker import context
 from worker.app import app
 
 

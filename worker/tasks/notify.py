@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
-from gpubill import queues
+from base import queues
 from ledger.models import NotificationStatus
-from worker import context, notifications
+from services import notifications
+from worker import context
 from worker.app import app
 from worker.tasks import MAX_RETRIES, backoff
 

@@ -2,7 +2,7 @@
 ``GPUBILL_RECONCILE_HOUR``:``GPUBILL_RECONCILE_MINUTE`` UTC."""
 from __future__ import annotations
 
-from gpubill import queues
+from base import queues
 from ledger.models import utcnow
 from ledger.reconcile_runs import nightly, nightly_key
 from worker import context

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import stripe
 from sqlalchemy.exc import OperationalError
 
-from gpubill import logs, queues
-from worker import context, stripe_events
+from base import logs, queues
+from services import stripe_events
+from worker import context
 from worker.app import app
 from worker.tasks import MAX_RETRIES, backoff
 
@@ -22,7 +24,7 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
     """Apply stored Stripe events ``event_ids`` (``evt_…``) once each, in order.
 
     The receiver publishes one id, or under load a batch of them
-    (``gpubill.batch_publisher``). An event waiting for something not known yet (a
+    (``base.batch_publisher``). An event waiting for something not known yet (a
     refund before its top-up is credited) is retried with backoff from
     ``stripe_retry_base_s``; the event row counts the attempts and parks it ``failed``
     after ``stripe_pending_attempts`` attempts and ``stripe_pending_window_s`` of
@@ -64,6 +66,11 @@ def process_event(self, *event_ids: str) -> str | dict[str, str | None] | None:
     return results
 
 
+def _refunds_of_charge(charge_id: str) -> list[dict[str, Any]]:
+    """This process's Stripe gateway, created on first use (most events never need it)."""
+    return context.stripe().refunds_of_charge(charge_id)
+
+
 def _apply(event_id: str) -> str | None:
     """Apply one event; an unexpected error parks it ``failed`` (returns "failed").
     Raises the ``TRANSIENT`` errors."""
@@ -71,7 +78,8 @@ def _apply(event_id: str) -> str | None:
     try:
         return stripe_events.process_event(context.sessions(), event_id, livemode=cfg.stripe_livemode,
                                            max_attempts=cfg.stripe_pending_attempts,
-                                           window_s=cfg.stripe_pending_window_s)
+                                           window_s=cfg.stripe_pending_window_s,
+                                           fetch_refunds=_refunds_of_charge)
     except TRANSIENT:
         raise
     except Exception as exc:

@@ -14,7 +14,7 @@ import requests
 import runpod
 from runpod.endpoint.runner import RunPodClient
 
-from worker import runpod_metrics
+from gateways import runpod_metrics
 
 
 class RunPodTransient(Exception):

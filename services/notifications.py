@@ -2,7 +2,7 @@
 
 Persist first: the row is written by ``record`` in the transaction that ends the job
 (see ``ledger.jobs.add_notification``) and published after that transaction commits
-(``transaction``); the outbox sweeper re-publishes rows whose task never ran. Delivery is
+(``base.after_commit``); the outbox sweeper re-publishes rows whose task never ran. Delivery is
 at-least-once: the app deduplicates on the event ``id``. Each POST is signed like
 Stripe's webhooks — header ``Gpubill-Signature: t={unix seconds},v1={hex HMAC-SHA256 of
 "{t}.{body}" under GPUBILL_NOTIFY_SECRET}`` — so the app can verify it with
@@ -14,51 +14,31 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import requests
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill import queues
+from base import queues
+from base.after_commit import publish_after_commit
+from base.settings import get_settings
 from ledger.db import transaction as db_transaction
 from ledger.jobs import add_notification
 from ledger.models import Job, Notification, NotificationStatus, utcnow
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Gpubill-Signature"
-_OUTBOX = "gpubill.notifications"  # Session.info key: ids stored by this transaction
 
 
 def record(s: Session, job: Job) -> str:
-    """Store the notification of ``job``'s (terminal) status; published after commit
-    when the caller uses ``transaction``. Without ``GPUBILL_NOTIFY_URL`` it is stored
-    ``skipped`` and not published. Returns the event id."""
-    from worker import context  # settings of this process
-
-    if not context.settings().notify_url:  # nowhere to send: keep the record only
+    """Store the notification of ``job``'s (terminal) status, to be published with
+    ``notify.send`` when ``s``'s transaction commits (``base.after_commit``). Without
+    ``GPUBILL_NOTIFY_URL`` it is stored ``skipped`` and not published. Returns the event id."""
+    if not get_settings().notify_url:  # nowhere to send: keep the record only
         return add_notification(s, job, NotificationStatus.SKIPPED)
     event_id = add_notification(s, job)
-    s.info.setdefault(_OUTBOX, []).append(event_id)
+    publish_after_commit(s, queues.SEND_NOTIFICATION, event_id)
     return event_id
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """``ledger.db.transaction`` that, once committed, enqueues ``notify.send`` for each
-    notification it stored. A failed publish is healed by the outbox sweeper."""
-    with db_transaction(factory) as s:
-        yield s
-    for event_id in s.info.pop(_OUTBOX, []):
-        _publish(event_id)
-
-
-def _publish(event_id: str) -> None:
-    from worker import context  # the worker's publisher; absent when run in-process (tests)
-
-    if context.settings().broker_url:
-        context.publish(queues.SEND_NOTIFICATION, event_id)
 
 
 def signature(payload: bytes, secret: str, timestamp: int) -> str:

@@ -2,7 +2,7 @@
 
 Every secret setting is refused when it is
 
-* a development default (``gpubill.settings.DEV_*``: public, in this repository);
+* a development default (``base.settings.DEV_*``: public, in this repository);
 * an ``.env.example`` placeholder — anything containing ``...``, ``change-me``,
   ``changeme``, ``long-random-string``, ``placeholder``, ``example`` or ``replace``,
   or shaped like ``app-key-1``;

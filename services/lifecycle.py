@@ -6,7 +6,7 @@ on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), and money moves in the same trans
 through one ledger call with the job's operation key, so a redelivered task or a
 webhook racing the poller finds the job already moved on and changes nothing. Every
 terminal state stores its notification (outbound webhook) in that same transaction.
-User cancels and hold expiry live in ``worker.stops``.
+User cancels and hold expiry live in ``services.stops``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateways import runpod_metrics
 from ledger import operations as ops
 from ledger.db import rows_matched, transaction
 from ledger.errors import InsufficientFunds, UnknownHold
@@ -25,8 +26,7 @@ from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
 from ledger.models import Job, JobStatus, utcnow
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
 from pricing.ratecard import Lifetimes
-from worker import notifications, runpod_jobs, runpod_metrics
-from worker.notifications import transaction as ending_transaction
+from services import notifications, runpod_jobs
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def lifetimes_of(job: Job) -> Lifetimes:
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
     """Hold the job's quoted maximum. True when the job is held (now or before) and so
     should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
             log.warning("place_hold: no job %s", job_id)
@@ -131,7 +131,7 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str,
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None or job.status != JobStatus.HELD or job.stop_requested_at is not None:
-            return None  # a cancel is pending: ``worker.stops`` releases it
+            return None  # a cancel is pending: ``services.stops`` releases it
         if job.dispatch_attempts >= max_attempts:
             raise AttemptsExhausted(f"{job.dispatch_attempts} /run attempts")
         job.dispatch_attempts += 1
@@ -162,7 +162,7 @@ def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: 
 
 def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) -> None:
     """A job RunPod never ran (dispatch refused or retries exhausted): release, ``failed``."""
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
             release(s, job, JobStatus.FAILED, reason)
@@ -215,11 +215,11 @@ def apply_status(factory: sessionmaker[Session], job_id: str,
 
     COMPLETED captures ``charge(quote, executionTime)`` and releases the rest;
     FAILED / TIMED_OUT release the whole hold; CANCELLED settles by why it stopped
-    (``worker.stops``: the cancel policy, or expiry); 404 releases it all, ``lost`` and
+    (``services.stops``: the cancel policy, or expiry); 404 releases it all, ``lost`` and
     flagged for operators. ``executionTime`` and ``delayTime`` (RunPod, milliseconds)
     are recorded at the first terminal status.
     """
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None or job.status not in JobStatus.RUNNING:
             return None

@@ -1,7 +1,7 @@
 """Applying stored Stripe events to the ledger (docs/architecture.md "Stripe").
 
 One handler per event type (checkout here; refunds, disputes and invoices in
-``worker.stripe_refunds``); unknown types are kept and marked ``ignored``. Each event is
+``services.stripe_refunds``); unknown types are kept and marked ``ignored``. Each event is
 applied at most once: the event row is locked and its status compared, and the money
 behind it carries its own operation key (``topup:{session_id}``, ``refund:{re_id}`` …),
 so the same payment arriving as another event object moves nothing twice.
@@ -24,14 +24,14 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill.ids import USER_ID  # the one user-id type, a full match (issue 15)
+from base.ids import USER_ID  # the one user-id type, a full match (issue 15)
 from ledger import topups
 from ledger.db import transaction
 from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
 from ledger.topups import NotYet, Rejected
 from pricing import load_packs
-from worker import stripe_refunds, stripe_subscriptions
-from worker.stripe_refunds import stripe_id as _id
+from services import stripe_refunds, stripe_subscriptions
+from services.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
 PENDING = "pending"  # process_event's answer for "retry later" (the row stays received)
@@ -66,7 +66,7 @@ def checkout_paid(s: Session, session: dict[str, Any], event: StripeEvent) -> st
     """``checkout.session.completed`` / ``checkout.session.async_payment_succeeded``:
     credit the stored top-up once per session when ``payment_status == "paid"``.
     A ``mode=subscription`` session links its customer instead
-    (``worker.stripe_subscriptions.checkout_subscription``).
+    (``services.stripe_subscriptions.checkout_subscription``).
 
     An ``unpaid`` completion (a delayed payment method) only records the links and
     waits for the async result (``ignored``: nothing applied). Stripe's ``amount_total``
@@ -149,7 +149,8 @@ def _revive_waiting(s: Session) -> int:
 
 
 def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bool,
-                  max_attempts: int = 8, window_s: float = 0.0) -> str | None:
+                  max_attempts: int = 8, window_s: float = 0.0,
+                  fetch_refunds: stripe_refunds.RefundSource = stripe_refunds.no_refund_source) -> str | None:
     """Apply stored event ``event_id`` once; returns its status after (``PENDING`` when
     it waits for something not known yet), None if unknown.
 
@@ -161,7 +162,9 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
     ``received`` (applied by a later delivery once what it waits for arrives) until it
     had ``max_attempts`` attempts and waited ``window_s`` seconds since it was received
     (Stripe's own retry period, 3 days), then parks it. Other errors propagate (the
-    transaction rolls back; the task retries or records them).
+    transaction rolls back; the task retries or records them). ``fetch_refunds`` lists a
+    charge's refunds from Stripe when an event's own list is incomplete (the only
+    outbound call; the worker passes its gateway's ``refunds_of_charge``).
     """
     with transaction(factory) as s:
         event = s.get(StripeEvent, event_id, with_for_update=True, populate_existing=True)
@@ -186,7 +189,8 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
             try:
                 with s.begin_nested():
                     event.last_error = None
-                    event.status = handler(s, obj, event)
+                    event.status = (handler(s, obj, event) if handler is not stripe_refunds.charge_refunded
+                                    else stripe_refunds.charge_refunded(s, obj, event, fetch_refunds))
             except Rejected as rejected:
                 log.warning("stripe event %s rejected: %s", event_id, rejected)
                 event.status, event.last_error = EventStatus.FAILED, str(rejected)

@@ -1,5 +1,5 @@
 """Subscription handlers: the subscription Checkout, subscription snapshots, paid
-invoices and the payments that paid them (dispatch and outcomes: ``worker.stripe_events``).
+invoices and the payments that paid them (dispatch and outcomes: ``services.stripe_events``).
 
 Shapes are those of Stripe API version ``2026-10-28.endive`` (the "basil" changes of
 2025-03-31 still apply — https://docs.stripe.com/changelog/basil):
@@ -26,14 +26,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gpubill.ids import USER_ID
-from gpubill.settings import get_settings
+from base.ids import USER_ID
+from base.settings import get_settings
 from ledger import subscriptions, topups
 from ledger.models import EventStatus, StripeEvent
 from ledger.topups import Rejected
 from pricing import Plan, load_plans
 from pricing.packs import PLANS_FILE
-from worker.stripe_refunds import stripe_id
+from services.stripe_refunds import stripe_id
 
 
 def _plans() -> dict[str, Plan]:

@@ -4,7 +4,7 @@ Embedded defaults need no servers: a SQLite ledger under ``data_dir``, a broker 
 launcher starts itself, the RunPod stand-in. In ``env=production`` every secret must be
 set explicitly: development defaults, ``.env.example`` placeholders and secrets under
 their minimum length are refused (``production_secret_problems``,
-``gpubill.secret_rules``), so a missing or guessable secret fails fast.
+``base.secret_rules``), so a missing or guessable secret fails fast.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gpubill import secret_rules
+from base import secret_rules
 
 # Development-only secrets: known values so the demo and tests can sign requests.
 DEV_API_KEY = "gpubill_dev_api_key"
@@ -200,7 +200,7 @@ class Settings(BaseSettings):
 
 def production_secret_problems(cfg: Settings) -> list[str]:
     """``GPUBILL_NAME <why>`` for every secret production must refuse (rules and minimum
-    lengths in ``gpubill.secret_rules``); empty when all are acceptable."""
+    lengths in ``base.secret_rules``); empty when all are acceptable."""
     found: list[tuple[str, str | None]] = [
         ("stripe_webhook_secret", secret_rules.problem(
             cfg.stripe_webhook_secret.get_secret_value(), dev=_DEV_SECRETS,

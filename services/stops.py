@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.db import transaction
 from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, db_utcnow
 from ledger.models import Hold, HoldStatus, JobStatus, utcnow
-from worker.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
-from worker.notifications import transaction as ending_transaction
+from services.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
 
 NOT_STARTED = (JobStatus.REQUESTED, JobStatus.HELD)
 
@@ -32,7 +32,7 @@ def begin_cancel(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
     """Cancel step 1. A job not yet on RunPod is released and ``cancelled`` now; for a
     running job returns (endpoint_id, runpod_job_id) to stop. None when nothing is left
     to do (ended already, or not asked to cancel)."""
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None or job.status in JobStatus.TERMINAL or job.stop_reason != STOP_CANCEL:
             return None
@@ -46,7 +46,7 @@ def begin_expire(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
     """Expiry step 1, only for a job whose hold is open past ``expires_at`` by DB time.
     Not yet on RunPod → released as expired now; running → marked, and returns
     (endpoint_id, runpod_job_id) to stop first (no GPU time runs unfunded)."""
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None or job.status in JobStatus.TERMINAL or job.hold_id is None:
             return None
@@ -70,7 +70,7 @@ def settle_expired(factory: sessionmaker[Session], job_id: str,
     CANCELLED — our stop — and no status release the whole hold as expired (operation
     key ``job:{id}:expire``). A job that ended meanwhile (e.g. a capture committed
     first) is left as it is. Returns the job's status after."""
-    with ending_transaction(factory) as s:
+    with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
             return None

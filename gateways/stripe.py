@@ -23,7 +23,7 @@ from typing import Any
 
 import stripe
 
-from gpubill.settings import Settings
+from base.settings import Settings
 from pricing import Pack, Plan
 
 # (connect, read) seconds per attempt. The SDK's default read timeout is 80 s; a

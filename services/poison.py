@@ -16,10 +16,10 @@ import logging
 
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from ledger.db import transaction
 from ledger.jobs import PARKED, POISON_CANCELLED
 from ledger.models import Job, JobStatus
-from worker import lifecycle
-from worker.notifications import transaction
+from services import lifecycle
 
 log = logging.getLogger(__name__)
 

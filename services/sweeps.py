@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gpubill import queues
+from base import queues
 from ledger.db import transaction
 from ledger.jobs import db_utcnow
 from ledger.models import (
@@ -34,7 +34,7 @@ def republish_after_s(republishes: int, older_than_s: float, max_s: float = 600.
     """Seconds before a row re-published ``republishes`` times is re-published again:
     ``older_than_s × 2**republishes``, at most ``max_s``. Without this backoff a backlog
     older than ``older_than_s`` would be re-published whole on every sweep and grow."""
-    return min(max_s, older_than_s * 2 ** min(republishes, 30))
+    return min(max_s, older_than_s * 2.0 ** min(republishes, 30))
 
 
 def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[tuple[str, ...]]:

@@ -79,7 +79,7 @@ class ContextFilter(logging.Filter):
 def add_secrets(values: Iterable[str]) -> None:
     """Register secret values (API keys, webhook secrets, passwords) to blank out of
     every log line, whatever their length: a short secret is still a secret (production
-    refuses short ones, ``gpubill.secret_rules``; elsewhere a short one costs some
+    refuses short ones, ``base.secret_rules``; elsewhere a short one costs some
     over-redaction, never a leak)."""
     global _longest_first
     _secrets.update(v for v in values if v)
@@ -174,7 +174,7 @@ def configure(settings: Any = None) -> None:
     """Configure this process's logging from settings (``log_format``, ``log_level``)
     and register its secrets for redaction."""
     if settings is None:
-        from gpubill.settings import get_settings
+        from base.settings import get_settings
 
         settings = get_settings()
     add_secrets(secret_values(settings))

@@ -24,7 +24,7 @@ import time
 
 from celery import Celery
 
-from gpubill import queues
+from base import queues
 
 log = logging.getLogger(__name__)
 

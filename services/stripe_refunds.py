@@ -1,5 +1,5 @@
 """Money going back to Stripe: handlers for refund and dispute events (see
-``worker.stripe_events`` for the dispatch and outcomes).
+``services.stripe_events`` for the dispatch and outcomes).
 
 - ``charge.refunded`` (a Charge; ``amount_refunded`` is cumulative, cents) applies every
   refund of the charge — listed in ``charge.refunds`` or, when that list is missing or
@@ -21,11 +21,12 @@
   no funds: created so, nothing is clawed back; closed so, whatever the dispute took is
   restored.
 
-Invoices and subscriptions: ``worker.stripe_subscriptions``.
+Invoices and subscriptions: ``services.stripe_subscriptions``.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -63,20 +64,26 @@ def _listed_sum(refunds: list[dict[str, Any]]) -> int:
     return sum(r.get("amount") or 0 for r in refunds)
 
 
-def _fetch_refunds(charge_id: str) -> list[dict[str, Any]]:
-    from worker import context  # the worker's only outbound Stripe call
-
-    return context.stripe().refunds_of_charge(charge_id)
+RefundSource = Callable[[str], list[dict[str, Any]]]
+"""Lists a charge's refunds from Stripe (``gateways.stripe.StripeGateway.refunds_of_charge``)."""
 
 
-def charge_refunded(s: Session, charge: dict[str, Any], event: StripeEvent) -> str:
-    """Claw back the share of every refund of the charge, once per refund id."""
+def no_refund_source(charge_id: str) -> list[dict[str, Any]]:
+    """The ``RefundSource`` of a caller that has no Stripe gateway: refuses to guess."""
+    raise RuntimeError(f"charge {charge_id}: refunds must be listed from Stripe, and no gateway was given")
+
+
+def charge_refunded(s: Session, charge: dict[str, Any], event: StripeEvent,
+                    fetch_refunds: RefundSource = no_refund_source) -> str:
+    """Claw back the share of every refund of the charge, once per refund id. A charge
+    whose embedded refund list is short of ``amount_refunded`` is completed from
+    ``fetch_refunds`` (the worker passes its Stripe gateway's)."""
     charge_id = stripe_id(charge.get("id"))
     topup = topups.for_charge(s, charge=charge_id, payment_intent=stripe_id(charge.get("payment_intent")))
     refunded = _cents(charge, "amount_refunded")
     refunds = _refunds_listed(charge)
     if _listed_sum(refunds) < refunded and charge_id:
-        refunds = _fetch_refunds(charge_id)
+        refunds = fetch_refunds(charge_id)
         if _listed_sum(refunds) < refunded:
             raise NotYet(f"charge {charge_id}: Stripe lists {_listed_sum(refunds)} of "
                          f"{refunded} cents refunded")
@@ -132,7 +139,7 @@ def dispute_event(s: Session, dispute: dict[str, Any], event: StripeEvent) -> st
     return EventStatus.PROCESSED
 
 
-HANDLERS = {
+HANDLERS: dict[str, Callable[[Session, dict[str, Any], StripeEvent], str]] = {
     "charge.refunded": charge_refunded,
     "refund.created": refund_event,
     "refund.updated": refund_event,
