@@ -14,8 +14,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from ledger.models import Job, JobStatus, Notification, NotificationStatus, utcnow
-from pricing import Quote, quote_body
+from ledger.models import Job, JobStatus, Notification, NotificationStatus, StopReason, utcnow
+from pricing import Quote, card_by_version, quote_body
+from pricing.ratecard import Lifetimes
 
 
 class db_utcnow(FunctionElement[datetime]):
@@ -38,8 +39,25 @@ def _sqlite_now(element: Any, compiler: Any, **kw: Any) -> str:
 
 
 # Why we asked RunPod to stop a job (``jobs.stop_reason``): the user's cancel, or its
-# hold expired.
-STOP_CANCEL, STOP_EXPIRE = "cancel", "expire"
+# hold expired (aliases of ``StopReason``'s members).
+STOP_CANCEL, STOP_EXPIRE = StopReason.CANCEL, StopReason.EXPIRE
+
+
+# Operation keys of the job's ledger calls (one hold, then one capture, release or expiry).
+def hold_key(job_id: str) -> str:
+    return f"job:{job_id}:hold"
+
+
+def capture_key(job_id: str) -> str:
+    return f"job:{job_id}:capture"
+
+
+def release_key(job_id: str) -> str:
+    return f"job:{job_id}:release"
+
+
+def expire_key(job_id: str) -> str:
+    return f"job:{job_id}:expire"
 
 
 def request_cancel(job: Job) -> bool:
@@ -82,6 +100,11 @@ def job_quote(job: Job) -> Quote:
                  max_gpu_seconds=job.max_gpu_seconds,
                  credits_per_gpu_second=job.credits_per_gpu_second, min_charge=job.min_charge,
                  gpu_usd_per_second=job.gpu_usd_per_second, cancel_policy=job.cancel_policy)
+
+
+def lifetimes_of(job: Job) -> Lifetimes:
+    """Hold life and RunPod policy of ``job``, from its frozen quote and rate card."""
+    return card_by_version(job.ratecard_version).lifetimes(job.max_gpu_seconds)
 
 
 COST_BASIS = {
@@ -152,7 +175,7 @@ def add_notification(s: Session, job: Job, status: str = NotificationStatus.PEND
     ``status`` ``skipped`` keeps the record when no app URL is configured."""
     now = utcnow()
     event_id = f"evt_{uuid.uuid4().hex}"
-    event_type = EVENT_TYPES[job.status]
+    event_type = EVENT_TYPES[JobStatus(job.status)]
     payload = json.dumps({"id": event_id, "object": "event", "type": event_type,
                           "created": calendar.timegm(now.timetuple()),
                           "data": {"object": receipt(job)}}, separators=(",", ":"))

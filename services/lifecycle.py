@@ -19,65 +19,45 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateways import runpod_metrics
-from ledger import operations as ops
+from ledger import operations as ops, transitions as t
 from ledger.db import rows_matched, transaction
 from ledger.errors import InsufficientFunds, UnknownHold
-from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, job_quote
-from ledger.models import Job, JobStatus, utcnow
+from ledger.jobs import capture_key, expire_key, hold_key, job_quote, lifetimes_of, release_key
+from ledger.models import Job, JobStatus, StopReason, utcnow
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
-from pricing.ratecard import Lifetimes
 from services import notifications, runpod_jobs
 
 log = logging.getLogger(__name__)
 
-# RunPod terminal statuses (RunPod /status `status`) → our job status on release.
-RELEASE_ON = {"FAILED": JobStatus.FAILED, "TIMED_OUT": JobStatus.TIMED_OUT,
-              "CANCELLED": JobStatus.CANCELLED}
-TERMINAL = frozenset({"COMPLETED", *RELEASE_ON})
-
-
-def hold_key(job_id: str) -> str:
-    return f"job:{job_id}:hold"
-
-
-def capture_key(job_id: str) -> str:
-    return f"job:{job_id}:capture"
-
-
-def release_key(job_id: str) -> str:
-    return f"job:{job_id}:release"
-
-
-def expire_key(job_id: str) -> str:
-    return f"job:{job_id}:expire"
+# RunPod terminal statuses (RunPod /status `status`); the hold-releasing ones map to a
+# step in ``ledger.transitions.RELEASE_ON``.
+TERMINAL = frozenset({"COMPLETED", *t.RELEASE_ON})
 
 
 def locked_job(s: Session, job_id: str) -> Job | None:
     return s.get(Job, job_id, with_for_update=True, populate_existing=True)
 
 
-def finish(s: Session, job: Job, status: str, error: str | None = None) -> None:
-    """Move ``job`` to terminal ``status`` and store its notification (same transaction)."""
-    job.status, job.finished_at, job.updated_at = status, utcnow(), utcnow()
+def finish(s: Session, job: Job, step: t.Transition, error: str | None = None) -> None:
+    """End ``job`` by ``step`` (to a terminal status; ``t.IllegalTransition`` unless the job
+    is in its sources) and store its notification (same transaction)."""
+    t.move(job, step)
+    job.finished_at = job.updated_at = utcnow()
     if error:
         job.error = error[:2000]
     notifications.record(s, job)
 
 
-def release(s: Session, job: Job, status: str, error: str | None, *,
+def release(s: Session, job: Job, step: t.Transition, error: str | None, *,
             expired: bool = False) -> None:
-    """Release the job's whole hold (if any) and end it ``status``. ``expired`` records
+    """Release the job's whole hold (if any) and end it by ``step``. ``expired`` records
     the hold's end as an expiry (operation key ``job:{id}:expire``)."""
+    t.check(job, step)  # before any money moves
     if job.hold_id is not None:
         key = expire_key(job.id) if expired else release_key(job.id)
         settled = ops.release(s, hold_id=job.hold_id, op_key=key, expired=expired)
         job.charge, job.released = 0, settled.released
-    finish(s, job, status, error)
-
-
-def lifetimes_of(job: Job) -> Lifetimes:
-    """Hold life and RunPod policy of ``job``, from its frozen quote and rate card."""
-    return card_by_version(job.ratecard_version).lifetimes(job.max_gpu_seconds)
+    finish(s, job, step, error)
 
 
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
@@ -88,10 +68,10 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
         if job is None:
             log.warning("place_hold: no job %s", job_id)
             return False
-        if job.status != JobStatus.REQUESTED:
-            return job.status == JobStatus.HELD
+        if job.status not in t.HOLD.sources:
+            return job.status == t.HOLD.target
         if job.stop_requested_at is not None:  # cancelled before its hold
-            finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
+            finish(s, job, t.CANCEL_BEFORE_RUN, "cancelled by the user")
             return False
         ttl = lifetimes_of(job).hold_s
         try:
@@ -99,10 +79,10 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
                                   op_key=hold_key(job.id), job_id=job.id,
                                   expires_at=utcnow() + timedelta(seconds=ttl))
         except InsufficientFunds as refused:
-            finish(s, job, JobStatus.REJECTED, f"insufficient funds: {refused}")
+            finish(s, job, t.REJECT, f"insufficient funds: {refused}")
             return False
-        job.status, job.hold_id, job.held_at, job.updated_at = (
-            JobStatus.HELD, hold.hold_id, utcnow(), utcnow())
+        t.move(job, t.HOLD)
+        job.hold_id, job.held_at, job.updated_at = hold.hold_id, utcnow(), utcnow()
         return True
 
 
@@ -130,7 +110,7 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str,
     all (task retries and sweeper re-publishes alike)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
-        if job is None or job.status != JobStatus.HELD or job.stop_requested_at is not None:
+        if job is None or job.status not in t.DISPATCH.sources or job.stop_requested_at is not None:
             return None  # a cancel is pending: ``services.stops`` releases it
         if job.dispatch_attempts >= max_attempts:
             raise AttemptsExhausted(f"{job.dispatch_attempts} /run attempts")
@@ -153,7 +133,7 @@ def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: 
             return False
         if job.runpod_job_id == runpod_job_id:
             return True
-        if job.status == JobStatus.HELD and job.stop_requested_at is None:
+        if job.status in t.DISPATCH.sources and job.stop_requested_at is None:
             runpod_jobs.record_billed(s, job, runpod_job_id)
             return True
         runpod_jobs.record_stray(s, job, runpod_job_id)
@@ -164,8 +144,8 @@ def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) ->
     """A job RunPod never ran (dispatch refused or retries exhausted): release, ``failed``."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
-        if job is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
-            release(s, job, JobStatus.FAILED, reason)
+        if job is not None and job.status in t.FAIL_BEFORE_RUN.sources:
+            release(s, job, t.FAIL_BEFORE_RUN, reason)
 
 
 def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
@@ -232,7 +212,8 @@ def apply_status(factory: sessionmaker[Session], job_id: str,
         if isinstance(status.get("delayTime"), int):
             job.delay_ms = status["delayTime"]
         if state == "IN_PROGRESS":
-            job.status = JobStatus.IN_PROGRESS
+            if job.status in t.START.sources:
+                t.move(job, t.START)
             job.in_progress_at = job.in_progress_at or utcnow()
         elif state in TERMINAL:
             settle_terminal(s, job, state, status)
@@ -246,7 +227,7 @@ def lose(s: Session, job: Job) -> None:
     job.flagged = True
     log.warning("job %s (RunPod %s) lost: RunPod answers 404; released, flagged for operators",
                 job.id, job.runpod_job_id)
-    release(s, job, JobStatus.LOST, "RunPod no longer knows this job (404)")
+    release(s, job, t.LOSE, "RunPod no longer knows this job (404)")
 
 
 def record_timings(job: Job, status: dict[str, Any] | None) -> int:
@@ -283,13 +264,13 @@ def settle_terminal(s: Session, job: Job, state: str, status: dict[str, Any]) ->
         settled = ops.capture(s, hold_id=job.hold_id, amount=charge(quote, execution_ms),
                               op_key=capture_key(job.id), ref=job.id)
         job.charge, job.released, job.output = settled.captured, settled.released, status.get("output")
-        finish(s, job, JobStatus.COMPLETED)
-    elif state == "CANCELLED" and job.stop_reason == STOP_EXPIRE:
-        release(s, job, JobStatus.EXPIRED, "hold expired", expired=True)
-    elif state == "CANCELLED" and job.stop_reason == STOP_CANCEL:
+        finish(s, job, t.COMPLETE)
+    elif state == "CANCELLED" and job.stop_reason == StopReason.EXPIRE:
+        release(s, job, t.EXPIRE, "hold expired", expired=True)
+    elif state == "CANCELLED" and job.stop_reason == StopReason.CANCEL:
         settle_cancelled(s, job, execution_ms)
     else:
-        release(s, job, RELEASE_ON[state], str(status.get("error") or state))
+        release(s, job, t.RELEASE_ON[state], str(status.get("error") or state))
 
 
 def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
@@ -300,6 +281,6 @@ def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
         settled = ops.capture(s, hold_id=job.hold_id, amount=amount,
                               op_key=capture_key(job.id), ref=job.id)
         job.charge, job.released = settled.captured, settled.released
-        finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
+        finish(s, job, t.CANCEL, "cancelled by the user")
     else:
-        release(s, job, JobStatus.CANCELLED, "cancelled by the user")
+        release(s, job, t.CANCEL, "cancelled by the user")

@@ -16,6 +16,7 @@ import logging
 
 from sqlalchemy.orm import Session, defer, sessionmaker
 
+from ledger import transitions as t
 from ledger.db import transaction
 from ledger.jobs import PARKED, POISON_CANCELLED
 from ledger.models import Job, JobStatus
@@ -35,15 +36,15 @@ def note_failure(factory: sessionmaker[Session], job_id: str, error: BaseExcepti
         if job is None or job.status in JobStatus.TERMINAL:
             return True
         job.task_failures += 1
-        if job.stop_requested_at is not None and job.status in (JobStatus.REQUESTED, JobStatus.HELD):
-            lifecycle.release(s, job, JobStatus.CANCELLED, f"{POISON_CANCELLED}: {reason}")
+        if job.stop_requested_at is not None and job.status in t.CANCEL_BEFORE_RUN.sources:
+            lifecycle.release(s, job, t.CANCEL_BEFORE_RUN, f"{POISON_CANCELLED}: {reason}")
             return True
-        if job.task_failures < max_failures or job.status not in (JobStatus.REQUESTED, JobStatus.HELD):
+        if job.task_failures < max_failures or job.status not in t.FAIL_BEFORE_RUN.sources:
             job.error = reason
             log.warning("job %s: task failure %d/%d: %s", job_id, job.task_failures, max_failures, reason)
             return False
         job.flagged = True
-        lifecycle.release(s, job, JobStatus.FAILED,
+        lifecycle.release(s, job, t.FAIL_BEFORE_RUN,
                           f"{PARKED} {job.task_failures} failed attempts: {reason}")
         log.error("job %s parked after %d failed attempts: %s", job_id, job.task_failures, reason)
         return True

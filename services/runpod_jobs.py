@@ -11,12 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger import transitions as t
 from ledger.db import transaction
-from ledger.models import Job, JobStatus, RunPodJob, utcnow
+from ledger.models import Job, RunPodJob, RunPodRole, RunPodState, utcnow
 
 log = logging.getLogger(__name__)
-BILLED, STRAY = "billed", "stray"
-OPEN, SETTLED = "open", "settled"
+BILLED, STRAY = RunPodRole.BILLED, RunPodRole.STRAY
+OPEN, SETTLED = RunPodState.OPEN, RunPodState.SETTLED
 ADOPTED, KNOWN = "adopted", "known"
 UNCHECKED = "unchecked"  # a new id, not recorded: the caller asks RunPod about it first
 
@@ -24,7 +25,8 @@ UNCHECKED = "unchecked"  # a new id, not recorded: the caller asks RunPod about 
 def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
     """In the caller's transaction: ``job`` is dispatched as ``runpod_job_id``."""
     now = utcnow()
-    job.status, job.runpod_job_id, job.runpod_status = JobStatus.DISPATCHED, runpod_job_id, "IN_QUEUE"
+    t.move(job, t.DISPATCH)
+    job.runpod_job_id, job.runpod_status = runpod_job_id, "IN_QUEUE"
     job.dispatched_at = job.last_checked_at = job.updated_at = now
     if s.get(RunPodJob, runpod_job_id) is None:
         s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
@@ -58,7 +60,7 @@ def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, ch
             return KNOWN
         if not checked:
             return UNCHECKED
-        if job.status == JobStatus.HELD and job.runpod_job_id is None and job.stop_requested_at is None:
+        if job.status in t.DISPATCH.sources and job.runpod_job_id is None and job.stop_requested_at is None:
             record_billed(s, job, runpod_job_id)
             return ADOPTED
         return STRAY if record_stray(s, job, runpod_job_id) else KNOWN

@@ -20,12 +20,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger import transitions as t
 from ledger.db import transaction
-from ledger.jobs import STOP_CANCEL, STOP_EXPIRE, db_utcnow
-from ledger.models import Hold, HoldStatus, JobStatus, utcnow
+from ledger.jobs import db_utcnow
+from ledger.models import Hold, HoldStatus, JobStatus, StopReason, utcnow
 from services.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
-
-NOT_STARTED = (JobStatus.REQUESTED, JobStatus.HELD)
 
 
 def begin_cancel(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
@@ -34,10 +33,10 @@ def begin_cancel(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
     to do (ended already, or not asked to cancel)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
-        if job is None or job.status in JobStatus.TERMINAL or job.stop_reason != STOP_CANCEL:
+        if job is None or job.status in JobStatus.TERMINAL or job.stop_reason != StopReason.CANCEL:
             return None
-        if job.status in NOT_STARTED:
-            release(s, job, JobStatus.CANCELLED, "cancelled by the user")
+        if job.status in t.CANCEL_BEFORE_RUN.sources:
+            release(s, job, t.CANCEL_BEFORE_RUN, "cancelled by the user")
             return None
         return job.endpoint_id, str(job.runpod_job_id)
 
@@ -54,10 +53,10 @@ def begin_expire(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
                                              Hold.expires_at <= db_utcnow()))
         if due is None:
             return None
-        if job.status in NOT_STARTED:
-            release(s, job, JobStatus.EXPIRED, "hold expired before dispatch", expired=True)
+        if job.status in t.EXPIRE_BEFORE_RUN.sources:
+            release(s, job, t.EXPIRE_BEFORE_RUN, "hold expired before dispatch", expired=True)
             return None
-        job.stop_requested_at, job.stop_reason, job.updated_at = utcnow(), STOP_EXPIRE, utcnow()
+        job.stop_requested_at, job.stop_reason, job.updated_at = utcnow(), StopReason.EXPIRE, utcnow()
         return job.endpoint_id, str(job.runpod_job_id)
 
 
@@ -79,9 +78,9 @@ def settle_expired(factory: sessionmaker[Session], job_id: str,
         state = str((status or {}).get("status", ""))
         if state in TERMINAL and job.status in JobStatus.RUNNING:
             job.runpod_status = state[:16]
-            job.stop_reason = job.stop_reason or STOP_EXPIRE
+            job.stop_reason = job.stop_reason or StopReason.EXPIRE
             settle_terminal(s, job, state, status or {})
         else:
             record_timings(job, status)
-            release(s, job, JobStatus.EXPIRED, "hold expired", expired=True)
+            release(s, job, t.EXPIRE, "hold expired", expired=True)
         return job.status
