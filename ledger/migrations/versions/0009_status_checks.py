@@ -21,7 +21,7 @@ depends_on = None
 
 JOB_STATUSES = ('requested', 'held', 'dispatched', 'in_progress', 'completed', 'failed',
                 'timed_out', 'lost', 'cancelled', 'expired', 'rejected')
-CHECKS = {  # table → (constraint name, column, allowed values)
+CHECKS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {  # table → (name, column, values)
     'jobs': [('ck_jobs_status_known', 'status', JOB_STATUSES),
              ('ck_jobs_stop_reason_known', 'stop_reason', ('cancel', 'expire'))],
     'runpod_jobs': [('ck_runpod_jobs_role_known', 'role', ('billed', 'stray')),
