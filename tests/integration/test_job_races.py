@@ -38,7 +38,7 @@ def running_job(sessions, user: str) -> tuple[str, int]:
         s.add(job)
         hold = ops.place_hold(s, user_id=user, amount=q.hold_credits, op_key=f"job:{job_id}:hold",
                               job_id=job_id, expires_at=later)
-        job.hold_id = hold.hold_id
+        job.hold_id, job.status = hold.hold_id, JobStatus.HELD  # as place_hold does
         s.flush()
         runpod_jobs.record_billed(s, job, f"rp-{job_id}")  # as record_dispatch does
         job.status = JobStatus.IN_PROGRESS
