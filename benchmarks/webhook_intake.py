@@ -121,6 +121,25 @@ def _bare_server(stack: Stack) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def main() -> None:
+    args = _args()
+    print(f"machine: {machine()}; task-sent events {'off' if args.no_sent_events else 'on'}")
+    # The outbox sweeper waits an hour: with the workers paused it would re-enqueue the
+    # backlog, and the count of events it enqueued is how the run shows the receiver lost none.
+    env = {"GPUBILL_OUTBOX_AFTER_S": "3600"}
+    if args.no_sent_events:
+        env["GPUBILL_TASK_SENT_EVENTS"] = "false"
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), **env) as stack:
+        workers = [c.name for c in stack.children if c.name.startswith("worker")]
+        with ExitStack() as paused:
+            for name in workers:
+                paused.enter_context(stack.paused(name))
+            _intake(stack, args)
+        rss = peak_rss_mib(stack.child("receiver").proc.pid)
+        print(f"peak RSS: receiver (gunicorn master + workers) {rss:.0f} MiB")
+        sys.exit(_drain(stack, workers))
+
+
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rate", type=float, default=500, help="offered load for the latency run (events/s)")
@@ -129,62 +148,59 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16,
                     help="load processes, one keep-alive connection each (enough that a paced "
                          "client is never still waiting when its next request is due)")
-    args = ap.parse_args()
-    print(f"machine: {machine()}; task-sent events {'off' if args.no_sent_events else 'on'}")
-    # The outbox sweeper waits an hour: with the workers paused it would re-enqueue the
-    # backlog, and the count of events it enqueued is how the run shows the receiver lost none.
-    env = {"GPUBILL_OUTBOX_AFTER_S": "3600"}
-    if args.no_sent_events:
-        env["GPUBILL_TASK_SENT_EVENTS"] = "false"
-    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), **env) as stack:
-        cfg = stack.settings
-        secret = cfg.stripe_webhook_secret.get_secret_value()
-        port = int(cfg.receiver_port)
-        per_client = int(max(args.rate, 3000) * args.seconds / args.clients) + 10
-        runs = {name: [_bodies(secret, n, f"{name}{c}") for c in range(args.clients)]
-                for name, n in (("warm", 500), ("max", per_client), ("paced", per_client))}
-        workers = [c.name for c in stack.children if c.name.startswith("worker")]
-        with ExitStack() as paused:
-            for name in workers:
-                paused.enter_context(stack.paused(name))
-            _load(port, "/webhooks/stripe", runs["warm"], 2, None)
-            rps, bad, lat = _load(port, "/webhooks/stripe", runs["max"], args.seconds, None)
-            print(f"intake, {args.clients} connections flat out: {rps:7.0f} events/s verified+stored and answered "
-                  f"(p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, non-200 {bad})")
-            prps, pbad, plat = _load(port, "/webhooks/stripe", runs["paced"], args.seconds, args.rate)
-            print(f"intake at {args.rate:.0f}/s offered: {prps:7.0f} events/s, p50 {percentile(plat, 50):.1f} ms, "
-                  f"p99 {percentile(plat, 99):.1f} ms, max {plat[-1]:.1f} ms, non-200 {pbad}")
-            bare, bare_port = _bare_server(stack)
-            try:
-                empty = [[(b"", {"Content-Type": "application/json"})]] * args.clients
-                _load(bare_port, "/", empty, 2, None)
-                brps, _, blat = _load(bare_port, "/", empty, args.seconds, None)
-            finally:
-                bare.kill()
-                bare.wait()
-            print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
-                  f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
-        rss = peak_rss_mib(stack.child("receiver").proc.pid)
-        print(f"peak RSS: receiver (gunicorn master + workers) {rss:.0f} MiB")
-        sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            with transaction(sessions) as s:
-                pending = s.scalar(select(func.count()).select_from(StripeEvent)
-                                   .where(StripeEvent.status == EventStatus.RECEIVED))
-                stored = s.scalar(select(func.count()).select_from(StripeEvent))
-            if pending == 0:
-                break
-            time.sleep(1)
-        for name in workers:
-            print(f"peak RSS: {name} (Celery main + pool) {peak_rss_mib(stack.child(name).proc.pid):.0f} MiB "
-                  f"after applying the backlog")
+    return ap.parse_args()
+
+
+def _intake(stack: Stack, args: argparse.Namespace) -> None:
+    """With the workers paused: intake flat out, intake at ``args.rate``, and a bare
+    gunicorn on the same settings as the ceiling; prints each (events/s, ms)."""
+    cfg = stack.settings
+    secret = cfg.stripe_webhook_secret.get_secret_value()
+    port = int(cfg.receiver_port)
+    per_client = int(max(args.rate, 3000) * args.seconds / args.clients) + 10
+    runs = {name: [_bodies(secret, n, f"{name}{c}") for c in range(args.clients)]
+            for name, n in (("warm", 500), ("max", per_client), ("paced", per_client))}
+    _load(port, "/webhooks/stripe", runs["warm"], 2, None)
+    rps, bad, lat = _load(port, "/webhooks/stripe", runs["max"], args.seconds, None)
+    print(f"intake, {args.clients} connections flat out: {rps:7.0f} events/s verified+stored and answered "
+          f"(p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms, non-200 {bad})")
+    prps, pbad, plat = _load(port, "/webhooks/stripe", runs["paced"], args.seconds, args.rate)
+    print(f"intake at {args.rate:.0f}/s offered: {prps:7.0f} events/s, p50 {percentile(plat, 50):.1f} ms, "
+          f"p99 {percentile(plat, 99):.1f} ms, max {plat[-1]:.1f} ms, non-200 {pbad}")
+    bare, bare_port = _bare_server(stack)
+    try:
+        empty = [[(b"", {"Content-Type": "application/json"})]] * args.clients
+        _load(bare_port, "/", empty, 2, None)
+        brps, _, blat = _load(bare_port, "/", empty, args.seconds, None)
+    finally:
+        bare.kill()
+        bare.wait()
+    print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
+          f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
+
+
+def _drain(stack: Stack, workers: list[str]) -> int:
+    """Let the workers apply the backlog (up to 600 s) and print what they did; the exit
+    status: 0 if nothing was left unprocessed."""
+    sessions = make_sessionmaker(make_engine(stack.settings.sqlalchemy_url))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
         with transaction(sessions) as s:
-            swept = s.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.republishes > 0))
-        print(f"stored events {stored} (distinct ids among the answered requests), all applied by the "
-              f"workers afterwards: left unprocessed {pending}; enqueued by the outbox sweeper instead "
-              f"of the receiver {swept}")
-        sys.exit(0 if pending == 0 else 1)
+            pending = s.scalar(select(func.count()).select_from(StripeEvent)
+                               .where(StripeEvent.status == EventStatus.RECEIVED))
+            stored = s.scalar(select(func.count()).select_from(StripeEvent))
+        if pending == 0:
+            break
+        time.sleep(1)
+    for name in workers:
+        print(f"peak RSS: {name} (Celery main + pool) {peak_rss_mib(stack.child(name).proc.pid):.0f} MiB "
+              f"after applying the backlog")
+    with transaction(sessions) as s:
+        swept = s.scalar(select(func.count()).select_from(StripeEvent).where(StripeEvent.republishes > 0))
+    print(f"stored events {stored} (distinct ids among the answered requests), all applied by the "
+          f"workers afterwards: left unprocessed {pending}; enqueued by the outbox sweeper instead "
+          f"of the receiver {swept}")
+    return 0 if pending == 0 else 1
 
 
 if __name__ == "__main__":

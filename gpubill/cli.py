@@ -224,7 +224,7 @@ def emulate_runpod(host: str, port: int, config_path: Path | None) -> None:
     """Serve RunPod's serverless REST API (/v2/{endpoint}/run, /status, /cancel,
     /health) for any RunPod client pointed at http://HOST:PORT/v2."""
     from emulators.runpod import EmulatorConfig, serve
-    from gpubill.launcher import EMULATOR_PROFILES
+    from gpubill.stack_argv import EMULATOR_PROFILES
 
     config = EmulatorConfig.from_toml(config_path or EMULATOR_PROFILES)
     logging.getLogger("gpubill.emulate").info("RunPod stand-in on http://%s:%s/v2", host, port)

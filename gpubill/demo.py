@@ -101,8 +101,21 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     run = secrets.token_hex(3)
     alice, bob = f"alice-{run}", f"bob-{run}"
     pack = load_packs()[PACK]
-
     app = GpubillClient(base_url, cfg.api_key_values()[0])  # the app's typed client
+    _top_up(app, api, cfg, alice, out, echo)
+    echo(f"== jobs: {alice} exports a 30 s clip four ways; {bob} (no credits) tries one")
+    job_ids = _submit_jobs(app, alice, bob, out, echo)
+    charged = _check_receipts(app, api, job_ids, out, echo)
+    _check_wallets(app, alice, bob, pack.credits - charged, out, echo)
+    _check_ledger(cfg, out, echo)
+    return out
+
+
+def _top_up(app: GpubillClient, api: Client, cfg: Settings, alice: str, out: Outcome,
+            echo: Echo) -> None:
+    """``alice`` buys ``PACK``: a Checkout Session, paid by card on the Stripe stand-in
+    (each webhook sent twice); expects her balance to become the pack's credits."""
+    pack = load_packs()[PACK]
     echo(f"== top-up: {alice} buys pack '{PACK}' ({pack.price / 100:.2f} {pack.currency.upper()}"
          f" → {pack.credits} credits)")
     session_id = ""
@@ -121,7 +134,9 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     funded = api.wait(lambda: app.wallet(alice).balance == pack.credits)
     out.expect(bool(funded), f"{alice} credited {pack.credits}")
 
-    echo(f"== jobs: {alice} exports a 30 s clip four ways; {bob} (no credits) tries one")
+
+def _submit_jobs(app: GpubillClient, alice: str, bob: str, out: Outcome, echo: Echo) -> list[str]:
+    """``alice`` submits every job of ``JOBS`` (their ids, in order); ``bob`` is refused 402."""
     job_ids: list[str] = []
     for job_type, params, job_input in JOBS:
         try:
@@ -135,7 +150,14 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     except ApiError as err:
         echo(f"   {bob}: {err.status} {err.message}")
         out.expect(err.status == 402, f"{bob} refused with 402 (got {err.status})")
+    return job_ids
 
+
+def _check_receipts(app: GpubillClient, api: Client, job_ids: list[str], out: Outcome,
+                    echo: Echo) -> int:
+    """Wait for each job's receipt (90 s each) and check it: ``track`` failed and charged
+    0, the others completed with 0 < charge <= hold and charge + released = hold.
+    Returns the credits charged in all."""
     try:
         receipts = [app.wait_for_receipt(j, timeout_s=90).model_dump() for j in job_ids]
     except TimeoutError as err:
@@ -153,18 +175,27 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
             out.expect(r["status"] == JobStatus.COMPLETED, f"{r['type']} completed")
             out.expect(r["charge"] is not None and 0 < r["charge"] <= hold, f"{r['type']} charge within hold")
             out.expect((r["charge"] or 0) + (r["released"] or 0) == hold, f"{r['type']} charge + released = hold")
+    return sum(r["charge"] or 0 for r in receipts)
 
-    charged = sum(r["charge"] or 0 for r in receipts)
+
+def _check_wallets(app: GpubillClient, alice: str, bob: str, alice_balance: int, out: Outcome,
+                   echo: Echo) -> None:
+    """``alice`` has ``alice_balance`` credits and holds nothing; ``bob``'s wallet is untouched."""
+    pack = load_packs()[PACK]
+    charged = pack.credits - alice_balance
     echo("== wallets")
     wallets = {u: app.wallet(u).model_dump(exclude_unset=True) for u in (alice, bob)}  # as answered
     for u, w in wallets.items():
         echo(f"   {u:<14} balance {w['balance']:>5}  held {w['held']:>3}  available {w['available']:>5}")
-    out.expect(wallets[alice]["balance"] == pack.credits - charged,
+    out.expect(wallets[alice]["balance"] == alice_balance,
                f"{alice} balance = {pack.credits} - {charged}")
     out.expect(wallets[alice]["held"] == 0, f"{alice} holds nothing")
     out.expect(wallets[bob] == {"user_id": bob, "balance": 0, "held": 0, "available": 0, "status": "active"},
                f"{bob} unchanged")
 
+
+def _check_ledger(cfg: Settings, out: Outcome, echo: Echo) -> None:
+    """The ledger invariants (``ledger.invariants.check``) hold on the database."""
     engine = make_engine(cfg.sqlalchemy_url)
     try:
         with transaction(make_sessionmaker(engine)) as s:
@@ -175,7 +206,6 @@ def run_scenario(base_url: str, cfg: Settings, echo: Echo = print) -> Outcome:
     for v in violations:
         echo(f"   {v}")
     out.expect(not violations, "ledger invariants hold")
-    return out
 
 
 def run_demo(data_dir: Path, echo: Echo = print) -> bool:

@@ -11,14 +11,14 @@ SIGKILL (``PR_SET_PDEATHSIG``, ``gpubill.supervision``). Before anything starts,
 data directory is locked (one stack per directory: a second one never touches the
 first's files) and every port is checked free (``StackError``, one line). What is
 running is recorded in ``{data_dir}/stack.json``. Logs go to ``{data_dir}/logs/{name}.log``.
+Each child's command line: ``gpubill.stack_argv``; its process: ``gpubill.child``; its
+readiness probe: ``gpubill.readiness``.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,15 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import requests
-
-from base import queues
 from base.settings import Settings
-from gpubill import supervision
+from gpubill import readiness, stack_argv, supervision
 from gpubill.broker import EmbeddedBroker, free_port
+from gpubill.child import Child
 from ledger.migrate import upgrade
 
-EMULATOR_PROFILES = Path(__file__).resolve().parent.parent / "emulators" / "runpod" / "profiles.toml"
 # How long children get to stop on SIGTERM (all at once) before SIGKILL: 4 s, so that
 # with the broker's stop and the launcher's own exit a Ctrl-C ends within 5 s (a Celery
 # worker's warm shutdown on a loaded machine took the whole former 5 s, and the stop 6.5 s).
@@ -45,42 +42,6 @@ STOP_GRACE_S = 4.0
 # then the interpreter joins them): 3-5 s measured, most of a stop of the defaults. It
 # gets this long before SIGKILL, which loses nothing.
 FLOWER_GRACE_S = 1.0
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    proc: subprocess.Popen[bytes]
-    log: IO[bytes]
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def terminate(self) -> None:
-        """SIGTERM to the child's process group (no wait)."""
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, grace_s: float) -> None:
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                pass
-        try:  # whatever is left of the group (forked pool processes)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self.log.close()
 
 
 @dataclass
@@ -176,9 +137,19 @@ class Stack:
             self.broker = EmbeddedBroker(data_dir / "broker", port=self.broker_port).start()
             self.env["GPUBILL_BROKER_URL"] = self.broker.url
             self._say(f"  broker             ready  {time.monotonic() - started:5.1f} s")
-        cfg = self.settings
-        upgrade(cfg.sqlalchemy_url)
+        upgrade(self.settings.sqlalchemy_url)
         self._say(f"  migrations         done   {time.monotonic() - started:5.1f} s")
+        groups = self._spawn_services(self.settings, data_dir)
+        deadline = time.monotonic() + timeout_s
+        for name in ("receiver", "runpod-emulator", "stripe-emulator", *groups, "flower"):
+            if any(c.name == name for c in self.children):
+                self._wait(deadline, name)
+                self._say(f"  {name:<18} ready  {time.monotonic() - started:5.1f} s")
+        self.write_state()
+
+    def _spawn_services(self, cfg: Settings, data_dir: Path) -> dict[str, tuple[str, ...]]:
+        """Start every child (stand-ins, receiver, workers, beat, Flower) without waiting;
+        returns the worker groups (name → queues)."""
         # One prometheus multiprocess directory for the receiver and workers on this host,
         # emptied at start as prometheus_client requires (see webhook_receiver.metrics).
         metrics_dir = data_dir / "metrics"
@@ -187,35 +158,19 @@ class Stack:
         observed = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         py = sys.executable
         if self.emulator:
-            self._spawn("runpod-emulator", [py, "-m", "gpubill.cli", "emulate", "runpod",
-                                            "--port", str(cfg.emulator_port),
-                                            "--config", str(EMULATOR_PROFILES)])
+            self._spawn("runpod-emulator", stack_argv.runpod_emulator_argv(py, cfg))
         if self._stripe_standin(cfg):
-            self._spawn("stripe-emulator", [py, "-m", "gpubill.cli", "emulate", "stripe",
-                                            "--port", str(cfg.stripe_emulator_port),
-                                            "--webhook-url", f"{self.receiver_url}/webhooks/stripe"])
-        self._spawn("receiver", [py, "-m", "gunicorn", "-c", "python:gpubill.gunicorn_conf"],
-                    observed)
-        groups = ({"worker": queues.QUEUES} if self.workers == "single"
-                  else {f"worker-{q}": (q,) for q in queues.QUEUES})
+            self._spawn("stripe-emulator", stack_argv.stripe_emulator_argv(py, cfg, self.receiver_url))
+        self._spawn("receiver", stack_argv.receiver_argv(py), observed)
+        groups = stack_argv.worker_groups(self.workers)
         for name, qs in groups.items():
-            self._spawn(name, [py, "-m", "celery", "-A", "worker.app", "worker",
-                               "--queues", ",".join(qs),
-                               "--concurrency", str(self.worker_concurrency),
-                               "--hostname", f"{name}-{cfg.receiver_port}@{socket.gethostname()}",
-                               "--events", "--without-gossip", "--without-mingle",
-                               "--loglevel", cfg.log_level], observed)
+            self._spawn(name, stack_argv.worker_argv(py, cfg, name, qs, self.worker_concurrency),
+                        observed)
         if self.beat:
-            self._spawn("beat", [py, "-m", "celery", "-A", "worker.app", "beat",
-                                 "--loglevel", cfg.log_level])
+            self._spawn("beat", stack_argv.beat_argv(py, cfg))
         if self.flower:
-            self._spawn("flower", flower_argv(py, cfg), flower_env(cfg))
-        deadline = time.monotonic() + timeout_s
-        for name in ("receiver", "runpod-emulator", "stripe-emulator", *groups, "flower"):
-            if any(c.name == name for c in self.children):
-                self._wait(deadline, name)
-                self._say(f"  {name:<18} ready  {time.monotonic() - started:5.1f} s")
-        self.write_state()
+            self._spawn("flower", stack_argv.flower_argv(py, cfg), stack_argv.flower_env(cfg))
+        return groups
 
     def state(self) -> dict[str, Any]:
         """What is running: URLs, ports and PIDs (``{data_dir}/stack.json``)."""
@@ -236,39 +191,14 @@ class Stack:
         supervision.write_state(Path(self.env["GPUBILL_DATA_DIR"]), self.state())
 
     def _ready(self, name: str) -> bool:
-        cfg = self.settings
-        if name == "receiver":
-            return requests.get(f"{self.receiver_url}/healthz", timeout=1).ok
-        if name == "runpod-emulator":
-            return requests.get(f"{cfg.runpod_base_url}/probe/health", timeout=1, headers={
-                "Authorization": f"Bearer {cfg.runpod_api_key.get_secret_value()}"}).ok
-        if name == "stripe-emulator":
-            return requests.get(f"{cfg.stripe_api_base}/healthz", timeout=1).ok
-        if name.startswith("worker"):
-            return self._worker_ready(cfg, self.child(name).argv)
-        if name == "flower":
-            return requests.get(f"{self.flower_url}/healthcheck", timeout=1).ok
-        return True
+        return readiness.probe(name, self.settings, self.child(name).argv)
 
     @property
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.flower_port}"
 
     def _spawn(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        env = {**os.environ, **self.env, **(extra_env or {})}
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=supervision.die_with_parent(os.getpid()))
-        self.children.append(Child(name, argv, proc, log, extra_env or {}))
-
-    def _worker_ready(self, cfg: Settings, argv: list[str]) -> bool:
-        hostname = argv[argv.index("--hostname") + 1]
-        app = queues.producer(cfg.broker_url)
-        try:
-            return bool(app.control.ping(destination=[hostname], timeout=0.5))
-        finally:
-            app.close()
+        self.children.append(Child.spawn(name, argv, self.env, self.log_dir, extra_env))
 
     def _wait(self, deadline: float, name: str) -> None:
         while True:
@@ -348,19 +278,3 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def flower_argv(py: str, cfg: Settings) -> list[str]:
-    """Flower, read-only (no worker control, no task revoke/terminate, per Flower's
-    ``--read_only``), bound to the receiver's host. Queue lengths come from the broker
-    itself when it is Redis (Flower's ``--broker_api`` is only needed for RabbitMQ).
-    Started through ``gpubill.flower_guard``: its ``/metrics`` behind the same login."""
-    return [py, "-m", "gpubill.flower_guard", "-A", "worker.app", "flower", "--read_only",
-            f"--address={cfg.receiver_host}", f"--port={cfg.flower_port}",
-            "--purge_offline_workers=60"]
-
-
-def flower_env(cfg: Settings) -> dict[str, str]:
-    """Flower reads ``FLOWER_*`` variables; the basic-auth secret travels this way so it
-    never shows in a process list."""
-    return {"FLOWER_BASIC_AUTH": cfg.flower_basic_auth.get_secret_value()}

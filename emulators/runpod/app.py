@@ -17,7 +17,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from .config import EmulatorConfig
-from .engine import TIMEOUT, Engine, ScriptedFailure, UnknownEndpoint
+from .engine import Engine, UnknownEndpoint
+from .plan import TIMEOUT, ScriptedFailure
 
 
 def create_app(config: EmulatorConfig) -> Flask:
@@ -25,7 +26,15 @@ def create_app(config: EmulatorConfig) -> Flask:
     app = Flask(__name__)
     engine = Engine(config)
     app.extensions["runpod_engine"] = engine
-    expected = f"Bearer {config.api_key}".encode()
+    _register_auth(app, f"Bearer {config.api_key}".encode())
+    _register_job_routes(app, engine, config)
+    _register_endpoint_routes(app, engine)
+    return app
+
+
+def _register_auth(app: Flask, expected: bytes) -> None:
+    """Every request needs ``Authorization`` == ``expected`` (else 401); unrouted paths and
+    wrong methods answer JSON like the rest of the API."""
 
     @app.before_request
     def _authorize() -> ResponseReturnValue | None:
@@ -33,6 +42,14 @@ def create_app(config: EmulatorConfig) -> Flask:
         if not hmac.compare_digest(given, expected):
             return _error(401, "Unauthorized")
         return None
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _register_job_routes(app: Flask, engine: Engine, config: EmulatorConfig) -> None:
+    """``/run``, ``/status/{job}``, ``/cancel/{job}`` and the stand-in-only ``/trace/{job}``."""
 
     @app.post("/v2/<endpoint_id>/run")
     def run(endpoint_id: str) -> ResponseReturnValue:
@@ -72,6 +89,10 @@ def create_app(config: EmulatorConfig) -> Flask:
         body = engine.trace(endpoint_id, job_id)
         return jsonify(body) if body is not None else _error(404, "request does not exist")
 
+
+def _register_endpoint_routes(app: Flask, engine: Engine) -> None:
+    """``/health`` and the stand-in-only ``/_control/jobs`` (ground truth)."""
+
     @app.get("/_control/jobs")
     def ground_truth() -> ResponseReturnValue:
         """Stand-in only: ``{"jobs": [...]}``, every job accepted (``Engine.ground_truth``)."""
@@ -83,13 +104,6 @@ def create_app(config: EmulatorConfig) -> Flask:
         if body is None:
             return _error(404, f"endpoint {endpoint_id} not found")
         return jsonify(body)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> ResponseReturnValue:
-        # Unrouted paths and wrong methods answer JSON like the rest of the API.
-        return _error(exc.code or 500, exc.description or exc.name)
-
-    return app
 
 
 def _parse_run(body: Any, config: EmulatorConfig

@@ -1,212 +1,34 @@
 """In-memory RunPod serverless jobs: queueing, measured execution, cancel, expiry, webhooks.
 
 No HTTP here; ``app.py`` maps RunPod's REST API onto ``Engine``. Each job gets one
-daemon thread that waits out its queue delay, takes a worker slot of its endpoint,
-then "executes" by waiting on an event that cancel/shutdown can set early. Reported
-times are measured with ``time.monotonic`` — never the planned values — so callers see
-what RunPod would have billed for the wait they actually got.
+daemon thread that waits out its queue delay, takes a worker slot of its endpoint
+(``workers.py``), then "executes" by waiting on an event that cancel/shutdown can set
+early. Reported times are measured with ``time.monotonic`` — never the planned values
+(``plan.py``) — so callers see what RunPod would have billed for the wait they actually
+got. Records and bodies: ``jobs.py``; completion webhooks: ``webhooks.py``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
-import requests
-
-from .config import EmulatorConfig, EndpointProfile
+from .config import EmulatorConfig
+from .jobs import TERMINAL, JobRecord, status_body, truth_row
+from .plan import ScriptedFailure, plan_job, run_errors
+from .webhooks import Hook, WebhookSender
+from .workers import WorkerSlots
 
 log = logging.getLogger(__name__)
-
-# RunPod /status `status` values that never change again.
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-WEBHOOK_TIMEOUT_S = 5.0
-_POLL_S = 0.02  # how often a queued job re-checks cancel/ttl while waiting for a worker
-_OVERRIDES = {"execution_ms", "delay_ms", "fail", "never_finish", "output", "skip_webhook",
-              "run_errors", "status_errors", "forget_after_s", "webhook_twice", "lost_answers",
-              "cancel_errors"}
-# A scripted /run failure: an HTTP status to answer, or "timeout" (no answer in time).
-TIMEOUT = "timeout"
-
-
-class ScriptedFailure(Exception):
-    """A /run or /status call the job's ``input.emulator`` scripts to fail: ``code``
-    is the HTTP status to answer, or ``TIMEOUT`` (hang, then 504)."""
-
-    def __init__(self, code: int | str) -> None:
-        super().__init__(f"emulated {code}")
-        self.code = code
 
 
 class UnknownEndpoint(LookupError):
     """The endpoint id is not configured and ``allow_any_endpoint`` is off."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a job will do, decided at submission from its input and endpoint profile.
-
-    ``execution_ms`` None means it never finishes on its own (``never_finish``).
-    """
-
-    execution_ms: float | None
-    delay_ms: float
-    error: str | None
-    output: Any
-    skip_webhook: bool = False  # a lost callback: only polling /status finds the result
-    status_errors: tuple[int, ...] = ()  # the first /status calls answer these codes
-    cancel_errors: tuple[int, ...] = ()  # the first /cancel calls answer these codes
-    forget_after_s: float | None = None  # forgotten this long after submission (→ 404)
-    webhook_twice: bool = False  # RunPod delivering one callback twice
-
-
-@dataclass(eq=False)
-class _Job:
-    id: str
-    endpoint_id: str
-    input: dict[str, Any]
-    webhook: str | None
-    execution_timeout_ms: int
-    ttl_ms: int
-    plan: Plan
-    submitted_at: float
-    status: str = "IN_QUEUE"
-    started_at: float | None = None
-    finished_at: float | None = None
-    worker_id: str | None = None
-    output: Any = None
-    error: str | None = None
-    wake: threading.Event = field(default_factory=threading.Event)  # cancel or shutdown
-    deleted_at: float | None = None  # RunPod forgot it (ttl or result retention)
-
-    status_calls: int = 0
-    cancel_calls: int = 0
-    # Stand-in only, for latency measurements: wall-clock (epoch s) /run arrival and
-    # the first completion-webhook send.
-    received_wall: float = field(default_factory=time.time)
-    webhook_sent_wall: float | None = None
-    # Stand-in only, ground truth for tests (``Engine.ground_truth``): completion-webhook
-    # POSTs made, and deliveries (one per copy) still sending or waiting to retry.
-    webhook_attempts: int = 0
-    webhook_pending: int = 0
-
-    def forget_at(self, retention_s: float) -> float:
-        # RunPod: ttl bounds the job's whole life from submission; results of a finished
-        # job are kept for the retention period (docs "Send API requests").
-        ttl_end = self.submitted_at + self.ttl_ms / 1000
-        if self.plan.forget_after_s is not None:
-            ttl_end = min(ttl_end, self.submitted_at + self.plan.forget_after_s)
-        if self.finished_at is None:
-            return ttl_end
-        return min(ttl_end, self.finished_at + retention_s)
-
-
-def plan_job(endpoint_id: str, job_id: str, job_input: dict[str, Any],
-             profile: EndpointProfile) -> Plan:
-    """Decide a job's execution from ``job_input`` (see ``EndpointProfile``) and its
-    optional ``"emulator"`` overrides. Raises ``ValueError`` on malformed overrides."""
-    overrides = job_input.get("emulator", {})
-    if not isinstance(overrides, dict):
-        raise ValueError("input.emulator must be an object")
-    unknown = sorted(set(overrides) - _OVERRIDES)
-    if unknown:
-        raise ValueError(f"input.emulator: unknown key(s) {', '.join(unknown)}")
-    for key in ("execution_ms", "delay_ms"):
-        if key in overrides and not (_is_number(overrides[key]) and overrides[key] >= 0):
-            raise ValueError(f"input.emulator.{key} must be a number >= 0")
-    if "fail" in overrides and not isinstance(overrides["fail"], str):
-        raise ValueError("input.emulator.fail must be a string (the error message)")
-    run_errors(overrides)
-    run_errors(overrides, "lost_answers")
-    status_errors = overrides.get("status_errors", [])
-    if not (isinstance(status_errors, list) and all(_is_error_code(c) for c in status_errors)):
-        raise ValueError("input.emulator.status_errors must be a list of HTTP error codes")
-    cancel_errors = overrides.get("cancel_errors", [])
-    if not (isinstance(cancel_errors, list) and all(_is_error_code(c) for c in cancel_errors)):
-        raise ValueError("input.emulator.cancel_errors must be a list of HTTP error codes")
-    forget = overrides.get("forget_after_s")
-    if forget is not None and not (_is_number(forget) and forget >= 0):
-        raise ValueError("input.emulator.forget_after_s must be a number >= 0")
-
-    duration = job_input.get("duration_s")
-    execution_ms: float | None = profile.base_ms + (
-        profile.ms_per_clip_second * duration if _is_number(duration) else 0)
-    execution_ms = overrides.get("execution_ms", execution_ms)
-    if overrides.get("never_finish"):
-        execution_ms = None
-
-    error = overrides.get("fail")
-    if error is None and _unlucky(job_input, profile.fail_permille):
-        error = f"emulated worker failure (fail_permille={profile.fail_permille})"
-    default_output = {"output_url": f"s3://emulator/{endpoint_id}/{job_id}.mp4",
-                      "endpoint_id": endpoint_id}
-    return Plan(execution_ms=execution_ms,
-                delay_ms=overrides.get("delay_ms", profile.delay_ms),
-                error=error,
-                output=overrides["output"] if "output" in overrides else default_output,
-                skip_webhook=bool(overrides.get("skip_webhook", False)),
-                status_errors=tuple(status_errors), forget_after_s=forget,
-                cancel_errors=tuple(cancel_errors),
-                webhook_twice=bool(overrides.get("webhook_twice", False)))
-
-
-def run_errors(overrides: dict[str, Any], key: str = "run_errors") -> list[int | str]:
-    """``input.emulator.run_errors``: what the first /run calls of this job answer
-    instead of queueing it (HTTP error codes, or ``"timeout"``). ``lost_answers``, same
-    shape: the first /run calls *accept and run* the job, then answer that instead of
-    its id — RunPod's answer lost on the way back. ValueError if malformed."""
-    errors = overrides.get(key, [])
-    if not (isinstance(errors, list) and all(_is_error_code(c) or c == TIMEOUT for c in errors)):
-        raise ValueError(f'input.emulator.{key} must be a list of HTTP error codes or "timeout"')
-    return errors
-
-
-def _is_error_code(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599
-
-
-class _Workers:
-    """One endpoint's worker slots: at most ``count`` jobs execute at once; jobs that are
-    ready to start take free slots in arrival order."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self._free = list(range(count))
-        self._queue: deque[object] = deque()
-        self._cond = threading.Condition()
-
-    @property
-    def running(self) -> int:
-        return self.count - len(self._free)
-
-    def acquire(self, ticket: object, give_up: Callable[[], bool]) -> int | None:
-        """Block until a slot is free and ``ticket`` is first in line; the slot index, or
-        None once ``give_up()`` is true (polled, so cancel/ttl/shutdown need no wake-up)."""
-        with self._cond:
-            self._queue.append(ticket)
-            try:
-                while not (self._free and self._queue[0] is ticket):
-                    if give_up():
-                        return None
-                    self._cond.wait(_POLL_S)
-                return self._free.pop(0)
-            finally:
-                self._queue.remove(ticket)
-                self._cond.notify_all()
-
-    def release(self, slot: int) -> None:
-        with self._cond:
-            self._free.append(slot)
-            self._free.sort()
-            self._cond.notify_all()
 
 
 class Engine:
@@ -215,13 +37,14 @@ class Engine:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}
-        self._workers: dict[str, _Workers] = {}
+        self._jobs: dict[str, JobRecord] = {}
+        self._workers: dict[str, WorkerSlots] = {}
         self._finished: dict[str, dict[str, int]] = {}  # endpoint -> {"completed", "failed"}
         self._threads: set[threading.Thread] = set()
         self._closing = threading.Event()
         self._run_calls: dict[str, int] = {}  # script key -> /run calls seen (run_errors)
-        self._accepted: list[_Job] = []  # every job /run ever accepted, never purged
+        self._accepted: list[JobRecord] = []  # every job /run ever accepted, never purged
+        self._webhooks = WebhookSender(config, self._lock, self._closing, self._spawn)
 
     # ------------------------------------------------------------------ public API
 
@@ -240,7 +63,7 @@ class Engine:
             raise RuntimeError("the RunPod stand-in is shutting down")
         self._scripted_run_failure(job_input, webhook)
         job_id = str(uuid.uuid4())
-        job = _Job(
+        job = JobRecord(
             id=job_id, endpoint_id=endpoint_id, input=job_input, webhook=webhook,
             execution_timeout_ms=execution_timeout_ms or self.config.default_execution_timeout_ms,
             ttl_ms=ttl_ms or self.config.default_ttl_ms,
@@ -252,7 +75,7 @@ class Engine:
             self._jobs[job_id] = job
             self._accepted.append(job)
             if endpoint_id not in self._workers:
-                self._workers[endpoint_id] = _Workers(profile.workers)
+                self._workers[endpoint_id] = WorkerSlots(profile.workers)
         self._spawn(self._execute, job, name=f"runpod-job-{job_id[:8]}")
         self._scripted_run_failure(job_input, webhook, "lost_answers")  # accepted, answer lost
         return {"id": job_id, "status": "IN_QUEUE"}
@@ -271,7 +94,7 @@ class Engine:
             job.status_calls += 1
             if job.status_calls <= len(job.plan.status_errors):
                 raise ScriptedFailure(job.plan.status_errors[job.status_calls - 1])
-            return _body(job)
+            return status_body(job)
 
     def cancel(self, endpoint_id: str, job_id: str) -> dict[str, Any] | None:
         """RunPod ``POST /cancel``: stops a queued/running job → ``{"id", "status":
@@ -288,7 +111,7 @@ class Engine:
                 hook = self._terminate(job, "CANCELLED")
                 job.wake.set()
             answer = {"id": job.id, "status": job.status}
-        self._send_webhook(hook)
+        self._webhooks.send(hook)
         return answer
 
     def health(self, endpoint_id: str) -> dict[str, Any] | None:
@@ -342,22 +165,7 @@ class Engine:
         with self._lock:
             self._purge()
             now = time.monotonic()
-            out = []
-            for job in self._accepted:
-                executed = 0
-                if job.started_at is not None:
-                    end = job.finished_at or job.deleted_at or now
-                    executed = _ms(end - job.started_at)
-                out.append({"id": job.id, "endpoint_id": job.endpoint_id, "input": job.input,
-                            "webhook": job.webhook,
-                            "policy": {"executionTimeout": job.execution_timeout_ms,
-                                       "ttl": job.ttl_ms},
-                            "state": job.status, "deleted": job.deleted_at is not None,
-                            "delay_ms": _body(job).get("delayTime"), "executed_ms": executed,
-                            "status_calls": job.status_calls,
-                            "webhook_attempts": job.webhook_attempts,
-                            "webhook_pending": job.webhook_pending})
-            return out
+            return [truth_row(job, now) for job in self._accepted]
 
     def _scripted_run_failure(self, job_input: dict[str, Any], webhook: str | None,
                               kind: str = "run_errors") -> None:
@@ -377,7 +185,7 @@ class Engine:
 
     # ------------------------------------------------------------------ execution
 
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: JobRecord) -> None:
         plan = job.plan
         ttl_end = job.submitted_at + job.ttl_ms / 1000
         if job.wake.wait(plan.delay_ms / 1000):
@@ -420,9 +228,9 @@ class Engine:
                     hook = self._terminate(job, "COMPLETED")
         finally:
             workers.release(slot)
-        self._send_webhook(hook)
+        self._webhooks.send(hook)
 
-    def _terminate(self, job: _Job, status: str) -> tuple[_Job, str, dict[str, Any], int] | None:
+    def _terminate(self, job: JobRecord, status: str) -> Hook | None:
         """Move ``job`` to a terminal ``status`` (caller holds the lock); returns the
         webhook to send, if any."""
         job.status, job.finished_at = status, time.monotonic()
@@ -436,7 +244,7 @@ class Engine:
         # RunPod posts the /status body to the webhook; the input rides along.
         copies = 2 if job.plan.webhook_twice else 1
         job.webhook_pending += copies  # under the caller's lock: pending from the end on
-        return job, job.webhook, {**_body(job), "input": job.input}, copies
+        return job, job.webhook, {**status_body(job), "input": job.input}, copies
 
     # ------------------------------------------------------------------ webhooks
 
@@ -448,41 +256,6 @@ class Engine:
             if job is None:
                 return None
             return {"id": job.id, "received_at": job.received_wall, "webhook_sent_at": job.webhook_sent_wall}
-
-    def _send_webhook(self, hook: tuple[_Job, str, dict[str, Any], int] | None) -> None:
-        if hook is None:
-            return
-        job, url, body, copies = hook
-        if self._closing.is_set():
-            with self._lock:
-                job.webhook_pending -= copies
-            return
-        with self._lock:
-            if job.webhook_sent_wall is None:
-                job.webhook_sent_wall = time.time()
-        for _ in range(copies):
-            self._spawn(self._deliver, job, url, body, name="runpod-webhook")
-
-    def _deliver(self, job: _Job, url: str, body: dict[str, Any]) -> None:
-        attempts = 1 + self.config.webhook_retries
-        try:
-            for attempt in range(attempts):
-                if attempt and self._closing.wait(self.config.webhook_retry_delay_s):
-                    return
-                with self._lock:
-                    job.webhook_attempts += 1
-                try:
-                    response = requests.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S)
-                    if 200 <= response.status_code < 300:
-                        return
-                    reason = f"HTTP {response.status_code}"
-                except Exception as exc:  # noqa: BLE001 - never let a receiver's failure reach the server
-                    reason = f"{exc.__class__.__name__}: {exc}"
-                log.warning("webhook %s for job %s failed (attempt %d/%d): %s",
-                            url, body.get("id"), attempt + 1, attempts, reason)
-        finally:
-            with self._lock:
-                job.webhook_pending -= 1
 
     # ------------------------------------------------------------------ store helpers
 
@@ -501,7 +274,7 @@ class Engine:
             self._threads.add(thread)
         thread.start()
 
-    def _find(self, endpoint_id: str, job_id: str) -> _Job | None:
+    def _find(self, endpoint_id: str, job_id: str) -> JobRecord | None:
         self._purge()
         job = self._jobs.get(job_id)
         return job if job is not None and job.endpoint_id == endpoint_id else None
@@ -515,36 +288,3 @@ class Engine:
             job = self._jobs.pop(job_id)
             job.deleted_at = job.forget_at(retention)
             job.wake.set()  # a still-running job past its ttl stops now
-
-
-def _body(job: _Job) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": job.id, "status": job.status}
-    if job.started_at is not None:
-        body["delayTime"] = _ms(job.started_at - job.submitted_at)
-    elif job.finished_at is not None:  # cancelled while queued: its whole life was delay
-        body["delayTime"] = _ms(job.finished_at - job.submitted_at)
-    if job.finished_at is not None:
-        body["executionTime"] = (_ms(job.finished_at - job.started_at)
-                                 if job.started_at is not None else 0)
-    if job.worker_id is not None:
-        body["workerId"] = job.worker_id
-    if job.status == "COMPLETED":
-        body["output"] = job.output
-    if job.error is not None:
-        body["error"] = job.error
-    return body
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _unlucky(job_input: dict[str, Any], fail_permille: int) -> bool:
-    if fail_permille <= 0:
-        return False
-    canonical = json.dumps(job_input, sort_keys=True, separators=(",", ":"))
-    return int(hashlib.sha256(canonical.encode()).hexdigest(), 16) % 1000 < fail_permille
