@@ -62,10 +62,13 @@ def redis_index() -> Iterator[str]:
 
 
 @contextmanager
-def running_stack(data_dir: Path, **env: str) -> Iterator[Stack]:
-    """The whole service on PostgreSQL + Redis at 127.0.0.1 (as in production)."""
+def running_stack(data_dir: Path, workers: str = "single", flower: bool = False,
+                  **env: str) -> Iterator[Stack]:
+    """The whole service on PostgreSQL + Redis at 127.0.0.1 (as in production);
+    ``workers``: "single" (one Celery worker on all queues) or "per_queue"."""
     with postgres_database() as db_url, redis_index() as broker_url:
-        stack = Stack(env={"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir),
+        stack = Stack(workers=workers, flower=flower,
+                      env={"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir),
                            "GPUBILL_DATABASE_URL": db_url, "GPUBILL_BROKER_URL": broker_url, **env})
         with stack:
             yield stack
