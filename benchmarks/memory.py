@@ -72,8 +72,9 @@ def measure(workers: str, args: argparse.Namespace, kind: str) -> dict[str, floa
     print(f"  idle {kind}: gpubill {ours_idle:.0f} MiB + stand-ins {stand_idle:.0f} MiB  ({fmt(idle)})")
     print(f"  peak {kind} under {len(load.accepted)} jobs: gpubill {ours_peak:.0f} MiB + stand-ins "
           f"{stand_peak:.0f} MiB  ({fmt(peak.peak_by_service)})")
+    per = ", ".join(f"{k} {v:.2f}" for k, v in sorted(pct.items(), key=lambda kv: -kv[1]))
     print(f"  idle CPU over {args.idle_s:g} s: gpubill {ours_cpu:.2f} % of one core + stand-ins "
-          f"{stand_cpu:.2f} %  (" + ", ".join(f"{k} {v:.2f}" for k, v in sorted(pct.items(), key=lambda kv: -kv[1])) + ")")
+          f"{stand_cpu:.2f} %  ({per})")
     return {"idle": ours_idle, "peak": ours_peak, "cpu": ours_cpu}
 
 
