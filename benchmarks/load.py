@@ -57,13 +57,13 @@ class TimedSink(NotifySink):
         self.stop()
 
 
-def fund(stack: Stack, jobs: int, timeout_s: float = 120) -> list[str]:
+def fund(stack: Stack, jobs: int, timeout_s: float = 300) -> list[str]:
     """Top up ``USERS`` wallets with enough large packs for ``jobs`` jobs (Stripe
     webhook → ``stripe`` queue); waits until every credit is in. Returns the user ids."""
     client = Client(stack.receiver_url, stack.settings)
     pack = load_packs()["large"]
     users = [f"bench-{i}" for i in range(USERS)]
-    per_user = jobs // (USERS * 10) + 1
+    per_user = (jobs // USERS + 1) * 10 // pack.credits + 1  # a job holds 3 credits (10 s framing clip)
     for u in users:
         for _ in range(per_user):
             body = stripe_events.paid_checkout_session(user_id=u, pack="large", amount_total=pack.price)
