@@ -107,7 +107,7 @@ class CeilingResult:
 
 
 def run_ceiling(broker_url: str, plan: list[int], jobs: int, concurrency: int, log: Path,
-                timeout_s: float = 300) -> CeilingResult:
+                timeout_s: float = 180) -> CeilingResult:
     """Start a bare worker (prefork, ``concurrency``), publish ``jobs`` chains, wait
     for every ``/done``; jobs/s is jobs done / (last ``/done`` − first publish), the
     same measure as the pipeline's."""

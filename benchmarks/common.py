@@ -49,10 +49,13 @@ def postgres_database() -> Iterator[str]:
 
 @contextmanager
 def redis_index() -> Iterator[str]:
-    """A Redis database index nobody else uses (claimed by a key), flushed after."""
+    """A Redis database index nobody else uses, flushed after. Claimed with the key the
+    test suite's ``tests.conftest.claim_redis_db`` respects (``gpubill:test-run``): a
+    test run started meanwhile on this Redis skips the index instead of deleting its
+    keys — the benchmark's queues included — as it did with a key of our own."""
     for index in range(15, 0, -1):
         db = redis.Redis.from_url(f"{REDIS}/{index}")
-        if db.set("gpubill:bench-run", os.getpid(), nx=True, ex=3600):
+        if db.set("gpubill:test-run", f"bench-{os.getpid()}", nx=True, ex=3600):
             try:
                 yield f"{REDIS}/{index}"
             finally:
