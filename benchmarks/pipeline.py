@@ -65,6 +65,18 @@ def received_tasks(stack: Stack) -> dict[str, int]:
     return counts
 
 
+def task_runtimes(stack: Stack) -> dict[str, tuple[int, float]]:
+    """Pipeline task runs so far: name → (count, mean wall ms), from Celery's
+    "succeeded in Ns" / "retry" lines in the workers' logs (a retry's time is not logged)."""
+    pattern = re.compile(r"Task ([\w.]+)\[[0-9a-f-]+\] succeeded in ([0-9.e-]+)s")
+    runs: dict[str, list[float]] = {name: [] for name in PIPELINE_TASKS}
+    for log in stack.log_dir.glob("worker*.log"):
+        for name, secs in pattern.findall(log.read_text(errors="replace")):
+            if name in runs:
+                runs[name].append(float(secs) * 1000)
+    return {k: (len(v), sum(v) / len(v) if v else float("nan")) for k, v in runs.items()}
+
+
 def target(name: str, ok: bool, figure: str) -> str:
     return f"  [{'PASS' if ok else 'MISS'}] {name}: {figure}"
 
@@ -148,6 +160,8 @@ def main() -> None:
               f"p95 {percentile(over.to_run_ms, 95):7.1f} ms  (n={len(over.to_run_ms)})")
         print(f"  callback sent → capture committed: p50 {percentile(over.to_capture_ms, 50):7.1f} ms  "
               f"p95 {percentile(over.to_capture_ms, 95):7.1f} ms  (n={len(over.to_capture_ms)})")
+        print("task wall time in the worker (whole run; mean ms, n): " + ", ".join(
+            f"{k} {ms:.1f} ({n})" for k, (n, ms) in task_runtimes(stack).items()))
         pools = 1 if args.workers == "single" else 3  # per-queue: jobs, gpu_status, notify serve a job
         ceiling = run_ceiling(cfg.broker_url, plan, args.jobs, stack.worker_concurrency * pools,
                               Path(tempfile.gettempdir()) / "gpubill-bench-ceiling.log")
