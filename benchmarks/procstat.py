@@ -150,13 +150,3 @@ def wait_until(probe: object, timeout_s: float, every_s: float = 0.1) -> bool:
         time.sleep(every_s)
     return False
 
-
-def steady_rate(done_at: list[float]) -> float:
-    """Completions per second between the 10th and the 90th percentile completion time
-    (``done_at``: ascending epoch seconds), so start-up and the last stragglers do not
-    count; nan with fewer than 10 completions."""
-    if len(done_at) < 10:
-        return float("nan")
-    lo, hi = round(len(done_at) * 0.1), round(len(done_at) * 0.9) - 1
-    span = done_at[hi] - done_at[lo]
-    return (hi - lo) / span if span > 0 else float("inf")
