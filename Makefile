@@ -40,13 +40,15 @@ test-postgres: $(STAMP)
 clean:
 	rm -rf var .pytest_cache
 
-## Ledger throughput on SQLite and on PostgreSQL (prints figures).
+## Ledger throughput, intake, job overhead, ledger growth, pipeline, memory (prints figures).
 bench: $(STAMP)
 	$(PY) benchmarks/ledger_cycles.py --seconds 10
 	$(PY) benchmarks/ledger_cycles.py --postgres --seconds 10
 	$(PY) -m benchmarks.webhook_intake
 	$(PY) -m benchmarks.job_overhead
 	$(PY) -m benchmarks.ledger_growth
+	$(PY) -m benchmarks.pipeline --jobs 200 --paced 50
+	$(PY) -m benchmarks.memory --jobs 100
 
 ## Mutation score of pricing/ and the ledger's money operations (minutes; not in CI).
 mutation: $(STAMP)

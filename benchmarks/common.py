@@ -49,10 +49,13 @@ def postgres_database() -> Iterator[str]:
 
 @contextmanager
 def redis_index() -> Iterator[str]:
-    """A Redis database index nobody else uses (claimed by a key), flushed after."""
+    """A Redis database index nobody else uses, flushed after. Claimed with the key the
+    test suite's ``tests.conftest.claim_redis_db`` respects (``gpubill:test-run``): a
+    test run started meanwhile on this Redis skips the index instead of deleting its
+    keys — the benchmark's queues included — as it did with a key of our own."""
     for index in range(15, 0, -1):
         db = redis.Redis.from_url(f"{REDIS}/{index}")
-        if db.set("gpubill:bench-run", os.getpid(), nx=True, ex=3600):
+        if db.set("gpubill:test-run", f"bench-{os.getpid()}", nx=True, ex=3600):
             try:
                 yield f"{REDIS}/{index}"
             finally:
@@ -62,10 +65,13 @@ def redis_index() -> Iterator[str]:
 
 
 @contextmanager
-def running_stack(data_dir: Path, **env: str) -> Iterator[Stack]:
-    """The whole service on PostgreSQL + Redis at 127.0.0.1 (as in production)."""
+def running_stack(data_dir: Path, workers: str = "single", flower: bool = False,
+                  **env: str) -> Iterator[Stack]:
+    """The whole service on PostgreSQL + Redis at 127.0.0.1 (as in production);
+    ``workers``: "single" (one Celery worker on all queues) or "per_queue"."""
     with postgres_database() as db_url, redis_index() as broker_url:
-        stack = Stack(env={"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir),
+        stack = Stack(workers=workers, flower=flower,
+                      env={"GPUBILL_ENV": "test", "GPUBILL_DATA_DIR": str(data_dir),
                            "GPUBILL_DATABASE_URL": db_url, "GPUBILL_BROKER_URL": broker_url, **env})
         with stack:
             yield stack

@@ -1,0 +1,27 @@
+"""A worker's main process imports the database driver before the prefork pool forks
+(``worker.context.preload_db_driver``, docs/performance.md), so pool processes share its
+pages instead of each importing psycopg at its first query — and no connection is made."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _modules_after_worker_import(database_url: str) -> set[str]:
+    code = ("import sys, worker.app\n"
+            "for m in worker.app.app.conf.include: __import__(m)\n"
+            "print(' '.join(k for k in ('psycopg', 'sqlite3') if k in sys.modules))")
+    env = {**os.environ, "GPUBILL_BROKER_URL": "redis://127.0.0.1:6379/0",
+           "GPUBILL_DATABASE_URL": database_url}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_postgres_driver_is_imported_before_the_fork_without_connecting() -> None:
+    # Port 1: nothing listens there, so any connection attempt would fail the import.
+    assert "psycopg" in _modules_after_worker_import("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_sqlite_deployments_do_not_load_psycopg() -> None:
+    assert _modules_after_worker_import("sqlite:////tmp/gpubill-preload-test.db") == {"sqlite3"}
