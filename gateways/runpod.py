@@ -1,17 +1,4 @@
-"""RunPod serverless behind one small gateway: plain ``requests`` against RunPod's
-documented REST paths (``/run``, ``/status/{id}``, ``/cancel/{id}``, RunPod docs "Send
-API requests"), with the same session setup as the runpod SDK's ``RunPodClient``.
-
-Why not the SDK's client any more: ``import runpod`` loads the whole SDK (452 modules:
-its serverless worker, CLI, paramiko, aiohttp, cryptography …) into every worker and
-beat process for two 20-line methods — about 34 MiB of RSS and seconds of start-up per
-process (docs/performance.md) — and ``RunPodClient`` is not in the SDK's ``__all__``
-(docs/runpod-boundary.md section 7 named this alternative). ``_RestClient`` keeps its
-behaviour exactly (runpod-python 1.12.0, ``runpod/endpoint/runner.py``,
-``RunPodClient.__init__`` and ``_request``): one pooled ``requests.Session``, urllib3
-``Retry(total=5, backoff_factor=1, status_forcelist=[408, 429])`` mounted on
-``http://`` only, JSON + Bearer headers, 401 → ``RuntimeError``, other errors →
-``raise_for_status``.
+"""RunPod serverless behind one small gateway, with the official ``runpod`` SDK inside.
 
 The base URL is configuration: RunPod's ``https://api.runpod.ai/v2`` in production, the
 local stand-in (``emulators.runpod``) in the demo and tests. Errors are classified for
@@ -24,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter, Retry
 
 from gateways import runpod_metrics
 
@@ -43,10 +29,10 @@ def _classify(exc: Exception) -> Exception:
         if code in (408, 429) or code >= 500:
             return RunPodTransient(f"RunPod answered {code}")
         return RunPodRejected(f"RunPod answered {code}: {exc.response.text[:200]}")
-    # RetryError: the session's urllib3 retry adapter gave up (e.g. repeated 408/429).
+    # RetryError: the SDK's own urllib3 retry adapter gave up (e.g. repeated 5xx/429).
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.RetryError)):
         return RunPodTransient(f"RunPod unreachable: {exc.__class__.__name__}")
-    if isinstance(exc, RuntimeError):  # _RestClient's answer to 401
+    if isinstance(exc, RuntimeError):  # the SDK's answer to 401 / a missing key
         return RunPodRejected(str(exc))
     return exc
 
@@ -63,34 +49,6 @@ def _unless_gone(call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
         raise _classify(exc) from exc
 
 
-class _RestClient:
-    """``POST``/``GET`` ``{base_url}/{path}`` → the JSON body (what the SDK's
-    ``RunPodClient`` does; see the module docstring). Raises ``RuntimeError`` on 401,
-    ``requests.HTTPError`` on another error status, ``requests.RequestException``
-    (``RetryError``, ``ConnectionError``, ``Timeout``) when no answer came."""
-
-    def __init__(self, base_url: str, api_key: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.session = requests.Session()
-        self.session.mount("http://", HTTPAdapter(max_retries=Retry(
-            total=5, backoff_factor=1, status_forcelist=[408, 429])))
-        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"}
-
-    def _request(self, method: str, path: str, data: dict[str, Any] | None, timeout: float) -> Any:
-        answer = self.session.request(method, f"{self.base_url}/{path}", headers=self.headers,
-                                      json=data, timeout=timeout)
-        if answer.status_code == 401:
-            raise RuntimeError("401 Unauthorized | Make sure Runpod API key is set and valid.")
-        answer.raise_for_status()
-        return answer.json()
-
-    def post(self, path: str, data: dict[str, Any] | None, timeout: float = 10) -> Any:
-        return self._request("POST", path, data, timeout)
-
-    def get(self, path: str, timeout: float = 10) -> Any:
-        return self._request("GET", path, None, timeout)
-
-
 class RunPodGateway:
     """Dispatch, status and cancel of serverless jobs.
 
@@ -100,7 +58,16 @@ class RunPodGateway:
     """
 
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 10.0) -> None:
-        self._client = runpod_metrics.Timed(_RestClient(base_url, api_key))  # latency/errors
+        # The SDK is imported here, not at module level: importing ``runpod`` loads ~450
+        # modules (~34 MiB per process, docs/performance.md), which only the processes
+        # that call RunPod need (the jobs and gpu_status workers, the CLI), not beat, the
+        # notify or maintenance workers, or the receiver.
+        import runpod
+        from runpod.endpoint.runner import RunPodClient
+
+        # The SDK reads this module global whenever it builds a client.
+        runpod.endpoint_url_base = base_url.rstrip("/")
+        self._client = runpod_metrics.Timed(RunPodClient(api_key=api_key))  # latency/errors
         self._timeout = timeout_s
 
     def run(self, endpoint_id: str, job_input: dict[str, Any], *, webhook_url: str,
@@ -118,7 +85,7 @@ class RunPodGateway:
             "policy": {"executionTimeout": execution_timeout_ms, "ttl": ttl_ms},
         }
         try:
-            # As the SDK's Endpoint.run posts it, but with our timeout.
+            # The SDK's RunPodClient.post, as Endpoint.run uses it, but with our timeout.
             return str(self._client.post(f"{endpoint_id}/run", request, timeout=self._timeout)["id"])
         except Exception as exc:
             raise _classify(exc) from exc

@@ -41,7 +41,7 @@ def _error_label(exc: Exception) -> str:
 
 
 class Timed:
-    """Wraps the gateway's REST client: every ``get``/``post`` is timed and its
+    """Wraps the runpod SDK's ``RunPodClient``: every ``get``/``post`` is timed and its
     failures counted, labelled by the path's operation (``{endpoint}/run`` → ``run``,
     ``{endpoint}/status/{id}`` → ``status``)."""
 
