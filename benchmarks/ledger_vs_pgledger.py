@@ -40,12 +40,12 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.ledger_cycles import fresh_database  # noqa: E402
-from ledger import operations as ops  # noqa: E402
-from ledger.db import make_engine, make_sessionmaker, transaction  # noqa: E402
-from ledger.invariants import check  # noqa: E402
-from ledger.migrate import upgrade  # noqa: E402
-from ledger.models import utcnow  # noqa: E402
+from benchmarks.ledger_cycles import fresh_database
+from ledger import operations as ops
+from ledger.db import make_engine, make_sessionmaker, transaction
+from ledger.invariants import check
+from ledger.migrate import upgrade
+from ledger.models import utcnow
 
 # (label, wallets, connections, operations per transaction)
 CASES = [("spread", 10_000, 8, 1), ("hot", 1, 8, 1), ("hot-1conn", 1, 1, 1), ("group", 10_000, 8, 100)]
@@ -71,9 +71,10 @@ def gpubill_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) ->
         users = sorted(f"w{rng.randrange(wallets)}" for _ in keys)
         with transaction(factory) as s:
             holds = [_in_savepoint(s, per_tx, lambda u=u, k=k: ops.place_hold(
-                s, user_id=u, amount=10, op_key=k + ":hold", expires_at=expires)) for u, k in zip(users, keys)]
+                s, user_id=u, amount=10, op_key=k + ":hold", expires_at=expires))
+                for u, k in zip(users, keys, strict=True)]
         with transaction(factory) as s:
-            for h, k in zip(holds, keys):
+            for h, k in zip(holds, keys, strict=True):
                 _in_savepoint(s, per_tx, lambda h=h, k=k: ops.capture(
                     s, hold_id=h.hold_id, amount=7, op_key=k + ":capture"))
         done += 2 * per_tx
@@ -198,7 +199,7 @@ def main() -> None:
         with transaction(make_sessionmaker(make_engine(dbs["gpubill"][0]))) as s:
             print(f"gpubill invariant violations after all runs: {len(check(s))}")
     finally:
-        for url, drop in {v[0]: v for v in dbs.values()}.values():
+        for _url, drop in {v[0]: v for v in dbs.values()}.values():
             drop()
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 

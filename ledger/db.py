@@ -84,7 +84,7 @@ def _server_engine(url: str, **kwargs: object) -> Engine:
             return  # new, or in steady use
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
-        except Exception as dead:  # noqa: BLE001 - any driver error: the connection is gone
+        except Exception as dead:  # any driver error: the connection is gone
             raise DisconnectionError(f"pooled connection failed its ping: {dead}") from dead
         if not alive:
             raise DisconnectionError("pooled connection failed its ping")
