@@ -26,11 +26,11 @@ targets of issue 17: ≥ 2× pgledger's rate and ≥ 0.5× the ceiling in every 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -39,7 +39,9 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The code measured: this checkout, or (gpubill@baseline children) the one named by
+# GPUBILL_BENCH_CODE.
+sys.path.insert(0, os.environ.get("GPUBILL_BENCH_CODE") or str(Path(__file__).resolve().parent.parent))
 from benchmarks.ledger_cycles import fresh_database
 from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
@@ -58,11 +60,12 @@ def _libpq(url: str) -> str:
 
 
 # -- one loop per side; each returns operations done ----------------------------------
-def gpubill_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) -> int:
+def gpubill_loop(url: str, case: tuple, t: int, go: Callable[[], Callable[[], bool]]) -> int:
     label, wallets, _, per_tx = case
     factory = make_sessionmaker(make_engine(url, pool_size=1, max_overflow=0))
     with factory() as s:
         s.connection()
+    deadline = go()
     expires, rng, done, pid = utcnow() + timedelta(hours=1), random.Random(t), 0, os.getpid()
     while not deadline():
         keys = [f"b:{label}:{pid}:{t}:{done + j}" for j in range(per_tx)]
@@ -88,12 +91,11 @@ def _in_savepoint(s, per_tx: int, fn: Callable[[], object]) -> object:
         return fn()
 
 
-def ceiling_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) -> int:
-    _, wallets, _, per_tx = case
-    if per_tx > 1:
-        return 0
+def ceiling_loop(url: str, case: tuple, t: int, go: Callable[[], Callable[[], bool]]) -> int:
+    _, wallets, _, _ = case
     rng, done = random.Random(t), 0
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        deadline = go()
         while not deadline():
             conn.execute("UPDATE wallets SET held = held + 0, updated_at = now() WHERE user_id = %s "
                          "RETURNING held", (f"w{rng.randrange(wallets)}",)).fetchone()
@@ -101,7 +103,7 @@ def ceiling_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) ->
     return done
 
 
-def pgledger_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) -> int:
+def pgledger_loop(url: str, case: tuple, t: int, go: Callable[[], Callable[[], bool]]) -> int:
     _, wallets, _, per_tx = case
     rng, done = random.Random(t), 0
     with psycopg.connect(_libpq(url), autocommit=True) as conn:
@@ -113,6 +115,7 @@ def pgledger_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) -
                 return hot, ids[1 + rng.randrange(len(ids) - 1)]
             a, b = rng.sample(ids, 2)
             return a, b
+        deadline = go()
         while not deadline():
             if per_tx == 1:
                 conn.execute("select id from pgledger_create_transfer(%s, %s, %s)", (*pair(), 1)).fetchall()
@@ -127,27 +130,35 @@ def pgledger_loop(url: str, case: tuple, t: int, deadline: Callable[[], bool]) -
 LOOPS = {"gpubill": gpubill_loop, "ceiling": ceiling_loop, "pgledger": pgledger_loop}
 
 
-def _child(side: str, url: str, case: tuple, t: int, seconds: float, ready, out) -> None:
-    stop: list[float] = []
-    ready.wait()
-    started = time.monotonic()
-    stop.append(started + seconds)
-    done = LOOPS[side](url, case, t, lambda: time.monotonic() >= stop[0])
-    out.put(done / (time.monotonic() - started))
+def child(side: str, url: str, case_label: str, t: int, seconds: float, start_at: float) -> None:
+    """One connection of ``side`` (run as ``--child``): set up, wait for the common start
+    (wall clock), run ``seconds``, print its operations per second."""
+    case = next(c for c in CASES if c[0] == case_label)
+    started: list[float] = []
+
+    def go() -> Callable[[], bool]:
+        time.sleep(max(0.0, start_at - time.time()))  # all connections start together
+        started.append(time.monotonic())
+        return lambda: time.monotonic() >= started[0] + seconds
+    done = LOOPS[side.removesuffix("@baseline")](url, case, t, go)
+    print(done / (time.monotonic() - started[0]))
 
 
-def measure(side: str, url: str, case: tuple, seconds: float) -> float:
-    """Operations per second of ``side`` on ``case``, summed over its connections."""
-    conns = case[2]
-    out: mp.Queue[float] = mp.Queue()
-    ready = mp.Barrier(conns)
-    procs = [mp.Process(target=_child, args=(side, url, case, t, seconds, ready, out)) for t in range(conns)]
-    for p in procs:
-        p.start()
-    rate = sum(out.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return rate
+def measure(side: str, url: str, case: tuple, seconds: float, baseline: Path | None) -> float:
+    """Operations per second of ``side`` on ``case``, summed over its connections (one
+    process each, like Celery prefork children). ``gpubill@baseline`` runs the gpubill
+    loop on the code of another checkout of gpubill (PYTHONPATH), in the same run."""
+    env = dict(os.environ)
+    if side.endswith("@baseline") and baseline is not None:
+        env["GPUBILL_BENCH_CODE"] = str(baseline)
+    start_at = time.time() + 2 + 0.3 * case[2]  # after every child has connected
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", side, url, case[0], str(t), str(seconds),
+                               str(start_at)], env=env, stdout=subprocess.PIPE, text=True)
+             for t in range(case[2])]
+    rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    if any(p.returncode for p in procs):
+        raise SystemExit(f"{side} on {case[0]}: a child failed")
+    return sum(rates)
 
 
 # -- databases --------------------------------------------------------------------------
@@ -178,12 +189,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pgledger", type=Path, default=os.environ.get("GPUBILL_PGLEDGER_SQL"),
                     help="a checkout of github.com/pgr0ss/pgledger (its pgledger.sql is loaded at run time)")
+    ap.add_argument("--baseline", type=Path,
+                    help="another gpubill checkout (e.g. `git worktree add /tmp/base main`): its money path "
+                         "is measured too, interleaved with this one, on the same database")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3, help="median of this many runs per figure")
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        side, url, label, t, seconds, start_at = args.child
+        return child(side, url, label, int(t), float(seconds), float(start_at))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}, "
           f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} at start")
     dbs = {"gpubill": gpubill_db(10_000)}
+    if args.baseline:
+        dbs["gpubill@baseline"] = dbs["gpubill"]
     dbs["ceiling"] = dbs["gpubill"]
     if args.pgledger:
         dbs["pgledger"] = pgledger_db(Path(args.pgledger), 10_000)
@@ -193,9 +213,11 @@ def main() -> None:
         with psycopg.connect(_libpq(dbs["gpubill"][0])) as conn:
             print(f"database: {conn.execute('select version()').fetchone()[0].split(' on ')[0]}")
         for case in CASES:
-            figures = {side: statistics.median(measure(side, url, case, args.seconds) for _ in range(args.runs))
-                       for side, (url, _) in dbs.items()}
-            report(case, figures)
+            runs: dict[str, list[float]] = {side: [] for side in dbs if not (side == "ceiling" and case[3] > 1)}
+            for _ in range(args.runs):  # interleaved: load that drifts hits every side alike
+                for side in runs:
+                    runs[side].append(measure(side, dbs[side][0], case, args.seconds, args.baseline))
+            report(case, {side: statistics.median(r) for side, r in runs.items()}, os.getloadavg()[0])
         with transaction(make_sessionmaker(make_engine(dbs["gpubill"][0]))) as s:
             print(f"gpubill invariant violations after all runs: {len(check(s))}")
     finally:
@@ -204,16 +226,18 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
-def report(case: tuple, f: dict[str, float]) -> None:
+def report(case: tuple, f: dict[str, float], load: float) -> None:
     label, wallets, conns, per_tx = case
-    line = f"{label:<9} {wallets:>6} wallets, {conns} conn, {per_tx:>3} op/tx: gpubill {f['gpubill']:8.0f} ops/s"
-    if per_tx == 1:
+    line = f"{label:<9} {wallets:>6} wallets, {conns} conn, {per_tx:>3} op/tx: gpubill {f['gpubill']:6.0f} ops/s"
+    if "gpubill@baseline" in f:
+        line += f" (baseline {f['gpubill@baseline']:6.0f}, {f['gpubill'] / f['gpubill@baseline']:.2f}×)"
+    if "ceiling" in f:
         ratio = f["gpubill"] / f["ceiling"]
-        line += f" | ceiling {f['ceiling']:8.0f} ({ratio:.2f}×, target ≥ 0.5 {'met' if ratio >= .5 else 'MISSED'})"
+        line += f" | ceiling {f['ceiling']:6.0f} ({ratio:.2f}×, target ≥ 0.5 {'met' if ratio >= .5 else 'MISSED'})"
     if "pgledger" in f:
         ratio = f["gpubill"] / f["pgledger"]
-        line += f" | pgledger {f['pgledger']:8.0f} ({ratio:.2f}×, target ≥ 2 {'met' if ratio >= 2 else 'MISSED'})"
-    print(line, flush=True)
+        line += f" | pgledger {f['pgledger']:6.0f} ({ratio:.2f}×, target ≥ 2 {'met' if ratio >= 2 else 'MISSED'})"
+    print(f"{line} | load {load:.1f}", flush=True)
 
 
 if __name__ == "__main__":
