@@ -44,6 +44,7 @@ clean:
 bench: $(STAMP)
 	$(PY) benchmarks/ledger_cycles.py --seconds 10
 	$(PY) benchmarks/ledger_cycles.py --postgres --seconds 10
+	$(PY) benchmarks/ledger_vs_pgledger.py --seconds 10
 	$(PY) -m benchmarks.webhook_intake
 	$(PY) -m benchmarks.job_overhead
 	$(PY) -m benchmarks.ledger_growth

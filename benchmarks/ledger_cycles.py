@@ -1,7 +1,7 @@
 """Ledger throughput: hold + capture cycles per second over many wallets and on one hot
-wallet, from worker processes with one connection each — first as the worker runs them
-(one DB transaction per operation), then batched (``ledger.batch``: many operations per
-transaction and round trip).
+wallet, from worker processes with one connection each, as the worker runs them (one DB
+transaction per operation). On PostgreSQL, ``benchmarks/ledger_vs_pgledger.py`` measures the
+same path against a bare ``UPDATE`` ceiling and, optionally, pgledger.
 
     .venv/bin/python benchmarks/ledger_cycles.py                      # SQLite (embedded)
     .venv/bin/python benchmarks/ledger_cycles.py --postgres           # 127.0.0.1:5432
@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from sqlalchemy import create_engine, func, select, text
 
-from ledger import batch, operations as ops
+from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import check
 from ledger.migrate import upgrade
@@ -45,7 +45,7 @@ def fresh_database(postgres: bool) -> tuple[str, callable]:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batch_size: int,
+def _worker(url: str, users: list[str], t: int, seconds: float, label: str,
             ready: mp.synchronize.Barrier, out: mp.Queue[float]) -> None:
     """One worker process with its own connection, like a Celery prefork child; puts
     its cycles per second on ``out``."""
@@ -58,30 +58,18 @@ def _worker(url: str, users: list[str], t: int, seconds: float, label: str, batc
     started = time.monotonic()
     stop = started + seconds
     expires = utcnow() + timedelta(hours=1)
-    while time.monotonic() < stop:
-        if batch_size == 1:  # the service's path: one operation per transaction
-            u = users[(t * 7919 + i) % wallets]
-            key = f"bench:{label}:1:{t}:{i}"
-            with transaction(factory) as s:
-                h = ops.place_hold(s, user_id=u, amount=10, op_key=key + ":hold", expires_at=expires)
-            with transaction(factory) as s:
-                ops.capture(s, hold_id=h.hold_id, amount=7, op_key=key + ":capture")
-            i += 1
-            continue
-        holds = [batch.HoldRequest(users[(t * 7919 + i + j) % wallets], 10,
-                                   f"bench:{label}:{batch_size}:{t}:{i + j}:hold", expires) for j in range(batch_size)]
+    while time.monotonic() < stop:  # the service's path: one operation per transaction
+        u = users[(t * 7919 + i) % wallets]
+        key = f"bench:{label}:1:{t}:{i}"
         with transaction(factory) as s:
-            placed = batch.place_holds(s, holds)
+            h = ops.place_hold(s, user_id=u, amount=10, op_key=key + ":hold", expires_at=expires)
         with transaction(factory) as s:
-            settled = batch.capture_many(
-                s, [batch.CaptureRequest(h.hold_id, 7, f"bench:{label}:{batch_size}:{t}:{i + j}:capture")
-                    for j, h in enumerate(placed)])
-        assert all(isinstance(x, ops.Settlement) for x in settled), settled[:3]
-        i += batch_size
+            ops.capture(s, hold_id=h.hold_id, amount=7, op_key=key + ":capture")
+        i += 1
     out.put(i / (time.monotonic() - started))
 
 
-def run(url: str, wallets: int, workers: int, seconds: float, label: str, batch_size: int = 1) -> None:
+def run(url: str, wallets: int, workers: int, seconds: float, label: str) -> None:
     factory = make_sessionmaker(make_engine(url))
     users = [f"{label}-{i}" for i in range(wallets)]
     with transaction(factory) as s:
@@ -89,7 +77,7 @@ def run(url: str, wallets: int, workers: int, seconds: float, label: str, batch_
             ops.credit_topup(s, user_id=u, amount=10**9, op_key=f"bench:topup:{label}:{u}")
     out: mp.Queue[float] = mp.Queue()
     ready = mp.Barrier(workers)
-    procs = [mp.Process(target=_worker, args=(url, users, t, seconds, label, batch_size, ready, out))
+    procs = [mp.Process(target=_worker, args=(url, users, t, seconds, label, ready, out))
              for t in range(workers)]
     for p in procs:
         p.start()
@@ -99,7 +87,7 @@ def run(url: str, wallets: int, workers: int, seconds: float, label: str, batch_
     with transaction(factory) as s:
         negative = s.scalar(select(func.count()).select_from(Wallet).where(Wallet.balance - Wallet.held < 0))
         violations = check(s)
-    mode = "one op per transaction" if batch_size == 1 else f"batches of {batch_size}"
+    mode = "one op per transaction"
     print(f"  {label:<6} {wallets:>6} wallets, {workers} connections, {mode:<22}: {rate:8.0f} cycles/s "
           f"({2 * rate:.0f} money ops/s), overdrawn wallets {negative}, "
           f"invariant violations {len(violations)}")
@@ -111,8 +99,6 @@ def main() -> None:
     ap.add_argument("--wallets", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=8, help="worker processes, one connection each")
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--batch", type=int, default=100,
-                    help="also run batched (ledger.batch) with this many operations per transaction")
     args = ap.parse_args()
     url, drop = fresh_database(args.postgres)
     try:
@@ -121,9 +107,6 @@ def main() -> None:
               f"database: {'PostgreSQL' if args.postgres else 'SQLite (WAL)'}")
         run(url, args.wallets, args.workers, args.seconds, "spread")
         run(url, 1, args.workers, args.seconds, "hot")
-        if args.batch > 1:
-            run(url, args.wallets, args.workers, args.seconds, "spread", args.batch)
-            run(url, 1, args.workers, args.seconds, "hot", args.batch)
     finally:
         drop()
 

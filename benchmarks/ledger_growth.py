@@ -4,7 +4,8 @@ after growing it to 1M postings, on PostgreSQL at 127.0.0.1.
 
     .venv/bin/python -m benchmarks.ledger_growth [--sizes 10000,1000000] [--reads 2000]
 
-The ledger is grown with ``ledger.batch`` (hold + capture cycles, 2 postings each) over
+The ledger is grown with ``ledger.operations`` (hold + capture cycles, 2 postings each,
+500 cycles per transaction) over
 1,000 wallets, one of which (the "heavy" wallet) gets a tenth of all cycles: reads are
 measured on random wallets and on the heavy one, the worst case for entries (at 10k
 postings a random wallet has only a few entries, so its page is short). After growing,
@@ -22,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from benchmarks.common import machine, percentile, postgres_database
-from ledger import batch, operations as ops
+from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.entries import page
 from ledger.models import Posting, Wallet, utcnow
@@ -44,13 +45,11 @@ def grow(factory, target: int, rng: random.Random) -> None:
     seq = n
     while n < target:
         size = min(500, max(1, (target - n) // 2))
-        holds = [batch.HoldRequest(HEAVY if rng.random() < 0.1 else rng.choice(users), 10,
-                                   f"growth:{seq + j}:hold", expires) for j in range(size)]
+        picks = [HEAVY if rng.random() < 0.1 else rng.choice(users) for _ in range(size)]
         with transaction(factory) as s:
-            placed = batch.place_holds(s, holds)
-        with transaction(factory) as s:
-            batch.capture_many(s, [batch.CaptureRequest(h.hold_id, 7, f"growth:{seq + j}:capture")
-                                   for j, h in enumerate(placed)])
+            for j, user in enumerate(picks):
+                h = ops.place_hold(s, user_id=user, amount=10, op_key=f"growth:{seq + j}:hold", expires_at=expires)
+                ops.capture(s, hold_id=h.hold_id, amount=7, op_key=f"growth:{seq + j}:capture")
         seq += size
         n += 2 * size
 

@@ -12,7 +12,9 @@ Concurrency: no read-then-write of balances in Python. ``place_hold`` is one con
 (``UPDATE … WHERE status = 'open' RETURNING``), so of two racing captures/releases
 exactly one applies. Unique operation keys decide replays: a key already taken —
 by an earlier call or a concurrent twin that committed first — is answered from the
-row that holds it. The common path is 2 statements for a hold and 4 for a capture.
+row that holds it. On PostgreSQL the common path is one statement (one round trip) per
+hold, capture or release (``ledger.onestep``); on SQLite 2 statements for a hold and 4
+for a capture.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ledger import onestep
 from ledger.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, UnknownHold
 from ledger.models import (
     REVENUE_GPU,
@@ -246,14 +249,18 @@ def place_hold(session: Session, *, user_id: str, amount: int, op_key: str,
     """
     if amount <= 0:
         raise ValueError("hold amount must be positive")
-    now = utcnow()
-    reserved = _run(session, _RESERVE, {"p_user": user_id, "p_amount": amount, "p_now": now}).rowcount
-    if reserved == 1:
-        hold_id = insert_ignore(session, Hold, op_key=op_key, user_id=user_id, amount=amount,
-                                status=HoldStatus.OPEN, captured=0, job_id=job_id,
-                                expires_at=expires_at, created_at=now)
-        if hold_id is not None:
-            return HoldOutcome(hold_id, amount, expires_at, replayed=False)
+    now, conn = utcnow(), session.connection()
+    if conn.dialect.name == "postgresql":  # one statement, one round trip
+        reserved, hold_id = onestep.hold(conn, user_id=user_id, amount=amount, op_key=op_key,
+                                         expires_at=expires_at, job_id=job_id, now=now)
+    else:
+        reserved = conn.execute(_RESERVE, {"p_user": user_id, "p_amount": amount, "p_now": now}).rowcount == 1
+        hold_id = None if not reserved else insert_ignore(
+            session, Hold, op_key=op_key, user_id=user_id, amount=amount, status=HoldStatus.OPEN,
+            captured=0, job_id=job_id, expires_at=expires_at, created_at=now)
+    if hold_id is not None:
+        return HoldOutcome(hold_id, amount, expires_at, replayed=False)
+    if reserved:
         # The key is taken (a replay, or a twin that committed first): undo our
         # reservation inside this same transaction, then answer as a replay.
         _run(session, _UNRESERVE, {"p_user": user_id, "p_amount": amount})
@@ -295,8 +302,13 @@ def capture(session: Session, *, hold_id: int, amount: int, op_key: str,
     """
     if amount <= 0:
         raise ValueError(f"capture of {amount} must be positive")
-    ended = _end(session, _END_CAPTURE, p_id=hold_id, p_key=op_key, p_amount=amount,
-                 p_status=HoldStatus.CAPTURED)
+    conn = session.connection()
+    one_step = conn.dialect.name == "postgresql"
+    if one_step:  # end the hold, charge, post: one statement, one round trip
+        ended = onestep.capture(conn, hold_id=hold_id, amount=amount, op_key=op_key, ref=ref, now=utcnow())
+    else:
+        ended = _end(session, _END_CAPTURE, p_id=hold_id, p_key=op_key, p_amount=amount,
+                     p_status=HoldStatus.CAPTURED)
     if ended is None:
         hold = _load_hold(session, hold_id)
         if hold.status == HoldStatus.OPEN:
@@ -307,6 +319,8 @@ def capture(session: Session, *, hold_id: int, amount: int, op_key: str,
             return _settlement(hold, replayed=True)
         raise HoldClosed(hold_id, hold.status, hold.close_key)
     user_id, held = ended
+    if one_step:
+        return Settlement(hold_id, HoldStatus.CAPTURED, amount, held - amount, replayed=False)
     _run(session, _CHARGE, {"p_user": user_id, "p_amount": amount, "p_held": held, "p_now": utcnow()})
     try:
         _post(session, op_key=op_key, kind=TxKind.CAPTURE, amount=amount, user_id=user_id, ref=ref,
@@ -323,12 +337,18 @@ def release(session: Session, *, hold_id: int, op_key: str, expired: bool = Fals
     ``op_key`` is e.g. ``job:{id}:release``. Raises ``HoldClosed``, ``UnknownHold``.
     """
     status = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
-    ended = _end(session, _END_RELEASE, p_id=hold_id, p_key=op_key, p_status=status)
+    conn = session.connection()
+    one_step = conn.dialect.name == "postgresql"
+    if one_step:  # end the hold and free the wallet: one statement
+        ended = onestep.release(conn, hold_id=hold_id, op_key=op_key, status=status, now=utcnow())
+    else:
+        ended = _end(session, _END_RELEASE, p_id=hold_id, p_key=op_key, p_status=status)
     if ended is None:
         hold = _load_hold(session, hold_id)
         if hold.close_key == op_key:
             return _settlement(hold, replayed=True)
         raise HoldClosed(hold_id, hold.status, hold.close_key)
     user_id, held = ended
-    _run(session, _FREE, {"p_user": user_id, "p_held": held, "p_now": utcnow()})
+    if not one_step:
+        _run(session, _FREE, {"p_user": user_id, "p_held": held, "p_now": utcnow()})
     return Settlement(hold_id, status, 0, held, replayed=False)
