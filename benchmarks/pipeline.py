@@ -34,11 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from base import queues
 from benchmarks import load as driver
 from benchmarks.ceiling import run_ceiling
 from benchmarks.common import machine, percentile, running_stack
 from benchmarks.procstat import CpuMeter, PeakSampler, loadavg, memory_kind, stack_groups
-from gpubill import queues
 from gpubill.launcher import Stack
 
 PIPELINE_TASKS = (queues.PLACE_HOLD, queues.DISPATCH, queues.REFRESH_STATUS, queues.SEND_NOTIFICATION)
@@ -50,7 +50,7 @@ CODE_PATH = ("receiver POST /v1/jobs → jobs.place_hold (hold) → jobs.dispatc
 
 def code_plan(coalesce_s: float) -> list[int]:
     """Worker HTTP calls of each task execution of one job, in order, from the code
-    (worker/tasks/jobs.py, gpu_status.py, notify.py; worker/runpod_gateway.py)."""
+    (worker/tasks/jobs.py, gpu_status.py, notify.py; gateways/runpod.py)."""
     return [0, 1, 0, 1, 1] if coalesce_s > 0 else [0, 1, 1, 1]
 
 
@@ -124,7 +124,8 @@ def report_throughput(fig: dict, overhead: driver.Overheads, n: int) -> None:
           f"{overhead.status_calls / max(1, len(load.accepted)):.2f}, notify {fig['notify_per_job']:.2f})")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=300, help="jobs in the throughput run")
     ap.add_argument("--workers", choices=["single", "per-queue"], default="single")
@@ -133,7 +134,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10, help="jobs/s offered in the overhead run")
     ap.add_argument("--coalesce-s", type=float, default=None,
                     help="GPUBILL_RUNPOD_COALESCE_S for the run (default: the setting's default)")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the sink's and no-op server's access lines
     print(f"machine: {machine()}")
     print(f"load average at start: {loadavg()}")

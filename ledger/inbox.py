@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, bindparam, select
 
 from ledger.db import make_engine
 from ledger.models import EventStatus, StripeEvent, utcnow
-from ledger.operations import insert_ignore_statement
+from ledger.statements import insert_ignore_statement
 
 _EVENTS = StripeEvent.__table__
 _STATUS = select(_EVENTS.c.status).where(_EVENTS.c.id == bindparam("p_id"))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import rows_matched, transaction
 from ledger.models import TaskLock, utcnow
-from ledger.operations import insert_ignore
+from ledger.statements import insert_ignore
 
 
 def acquire(factory: sessionmaker[Session], name: str, holder: str, ttl_s: float) -> bool:

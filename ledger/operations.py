@@ -20,25 +20,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import BindParameter, CursorResult, Row, Table, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CursorResult, Row, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger import onestep
+from ledger import onestep, statements as sql
 from ledger.errors import HoldClosed, IdempotencyConflict, InsufficientFunds, UnknownHold
 from ledger.models import (
     REVENUE_GPU,
     STRIPE_CLEARING,
     Account,
-    Base,
     Hold,
     HoldStatus,
-    LedgerTransaction,
-    Posting,
     Wallet,
     utcnow,
     wallet_account,
@@ -75,77 +70,22 @@ class Settlement:
     replayed: bool
 
 
-# Core tables, not ORM entities: the hot path skips the ORM's DML machinery (about 5×
-# less CPU per statement) and never touches a session's identity map.
-# (Declarative models type ``__table__`` as a FromClause; these are their Tables.)
-_W, _H = cast(Table, Wallet.__table__), cast(Table, Hold.__table__)
-_TX, _P = cast(Table, LedgerTransaction.__table__), cast(Table, Posting.__table__)
-
-
 def _run(session: Session, stmt: Any, params: Any = None) -> CursorResult[Any]:
     """Execute a Core statement on the session's connection (inside its transaction)."""
     return session.connection().execute(stmt, params)
 
 
-# The hot path's statements, built once: building and cache-keying a statement per call
-# costs more CPU than executing it. Parameters are named p_* (a bindparam may not share
-# a column's name in SET / VALUES).
-_RESERVE = update(_W).where(
-    _W.c.user_id == bindparam("p_user"), _W.c.status == "active",
-    _W.c.balance - _W.c.held >= bindparam("p_amount"),
-).values(held=_W.c.held + bindparam("p_amount"), updated_at=bindparam("p_now"))
-_UNRESERVE = update(_W).where(_W.c.user_id == bindparam("p_user")).values(
-    held=_W.c.held - bindparam("p_amount"))
-_CHARGE = update(_W).where(_W.c.user_id == bindparam("p_user")).values(
-    balance=_W.c.balance - bindparam("p_amount"), held=_W.c.held - bindparam("p_held"),
-    updated_at=bindparam("p_now"))
-_FREE = update(_W).where(_W.c.user_id == bindparam("p_user")).values(
-    held=_W.c.held - bindparam("p_held"), updated_at=bindparam("p_now"))
-_END_VALUES: dict[str, BindParameter[Any]] = {"close_key": bindparam("p_key"), "closed_at": bindparam("p_now"),
-               "status": bindparam("p_status")}
-_END_RELEASE = update(_H).where(_H.c.id == bindparam("p_id"), _H.c.status == HoldStatus.OPEN).values(
-    **_END_VALUES).returning(_H.c.user_id, _H.c.amount)
-_END_CAPTURE = update(_H).where(
-    _H.c.id == bindparam("p_id"), _H.c.status == HoldStatus.OPEN, _H.c.amount >= bindparam("p_amount"),
-).values(**_END_VALUES, captured=bindparam("p_amount")).returning(_H.c.user_id, _H.c.amount)
-_INSERT_TX = insert(_TX).values(
-    op_key=bindparam("p_key"), kind=bindparam("p_kind"), amount=bindparam("p_amount"),
-    user_id=bindparam("p_user"), ref=bindparam("p_ref"), created_at=bindparam("p_now"),
-).returning(_TX.c.id)
-_INSERT_POSTINGS = insert(_P)
-_TX_BY_KEY = select(_TX).where(_TX.c.op_key == bindparam("p_key"))
-_HOLD_BY_KEY = select(_H).where(_H.c.op_key == bindparam("p_key"))
-_HOLD_BY_ID = select(_H).where(_H.c.id == bindparam("p_id"))
-
-
-@cache
-def insert_ignore_statement(dialect: str, table: Any) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` the primary key, for ``table`` on
-    ``dialect`` ("postgresql" or "sqlite"), built once (see above); execute it with the
-    row's values as parameters keyed by column name."""
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT DO NOTHING.
-    return ins(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
-
-
-def insert_ignore(session: Session, model: type[Base], **values: object) -> Any | None:
-    """``INSERT … ON CONFLICT DO NOTHING`` on PostgreSQL and SQLite; returns the new
-    row's primary key, or None when a conflicting row already exists."""
-    stmt = insert_ignore_statement(session.get_bind().dialect.name, model.__table__)
-    return _run(session, stmt, values).scalar_one_or_none()
-
-
 def ensure_wallet(session: Session, user_id: str) -> None:
     """Create the wallet and its account if missing (race-safe, no-op when present)."""
     account = wallet_account(user_id)
-    insert_ignore(session, Account, id=account, kind="wallet", created_at=utcnow())
+    sql.insert_ignore(session, Account, id=account, kind="wallet", created_at=utcnow())
     now = utcnow()
-    insert_ignore(session, Wallet, user_id=user_id, account_id=account, balance=0, held=0,
+    sql.insert_ignore(session, Wallet, user_id=user_id, account_id=account, balance=0, held=0,
                    status="active", created_at=now, updated_at=now)
 
 
 def _prior(session: Session, op_key: str) -> Row[Any] | None:
-    return _run(session, _TX_BY_KEY, {"p_key": op_key}).one_or_none()
+    return _run(session, sql.TX_BY_KEY, {"p_key": op_key}).one_or_none()
 
 
 def _replay(prior: Row[Any], amount: int, user_id: str | None) -> Posted:
@@ -159,9 +99,9 @@ def _replay(prior: Row[Any], amount: int, user_id: str | None) -> Posted:
 
 def _post(session: Session, *, op_key: str, kind: str, amount: int, user_id: str,
           ref: str | None, legs: list[tuple[str, int]]) -> int:
-    tx_id: int = _run(session, _INSERT_TX, {"p_key": op_key, "p_kind": kind, "p_amount": amount,
+    tx_id: int = _run(session, sql.INSERT_TX, {"p_key": op_key, "p_kind": kind, "p_amount": amount,
                                        "p_user": user_id, "p_ref": ref, "p_now": utcnow()}).scalar_one()
-    _run(session, _INSERT_POSTINGS, [
+    _run(session, sql.INSERT_POSTINGS, [
         {"transaction_id": tx_id, "account_id": acct, "amount": amt} for acct, amt in legs
     ])
     return tx_id
@@ -196,9 +136,9 @@ def transfer(session: Session, *, user_id: str, amount: int, counter: str, kind:
     ensure_wallet(session, user_id)
     try:
         with session.begin_nested():
-            guard = [] if amount > 0 or allow_debt else [_W.c.balance - _W.c.held >= -amount]
-            moved = _run(session, update(_W).where(_W.c.user_id == user_id, *guard)
-                         .values(balance=_W.c.balance + amount, updated_at=utcnow())).rowcount
+            guard = [] if amount > 0 or allow_debt else [sql.W.c.balance - sql.W.c.held >= -amount]
+            moved = _run(session, update(sql.W).where(sql.W.c.user_id == user_id, *guard)
+                         .values(balance=sql.W.c.balance + amount, updated_at=utcnow())).rowcount
             if moved != 1:
                 raise InsufficientFunds(f"wallet {user_id} cannot give {-amount} credits")
             tx_id = _post(session, op_key=op_key, kind=kind, amount=amount, user_id=user_id,
@@ -226,7 +166,7 @@ def credit_topup(session: Session, *, user_id: str, amount: int, op_key: str,
 
 
 def _hold_by_key(session: Session, op_key: str) -> Row[Any] | None:
-    return _run(session, _HOLD_BY_KEY, {"p_key": op_key}).one_or_none()
+    return _run(session, sql.HOLD_BY_KEY, {"p_key": op_key}).one_or_none()
 
 
 def _hold_replay(hold: Row[Any], user_id: str, amount: int) -> HoldOutcome:
@@ -254,8 +194,8 @@ def place_hold(session: Session, *, user_id: str, amount: int, op_key: str,
         reserved, hold_id = onestep.hold(conn, user_id=user_id, amount=amount, op_key=op_key,
                                          expires_at=expires_at, job_id=job_id, now=now)
     else:
-        reserved = conn.execute(_RESERVE, {"p_user": user_id, "p_amount": amount, "p_now": now}).rowcount == 1
-        hold_id = None if not reserved else insert_ignore(
+        reserved = conn.execute(sql.RESERVE, {"p_user": user_id, "p_amount": amount, "p_now": now}).rowcount == 1
+        hold_id = None if not reserved else sql.insert_ignore(
             session, Hold, op_key=op_key, user_id=user_id, amount=amount, status=HoldStatus.OPEN,
             captured=0, job_id=job_id, expires_at=expires_at, created_at=now)
     if hold_id is not None:
@@ -263,21 +203,21 @@ def place_hold(session: Session, *, user_id: str, amount: int, op_key: str,
     if reserved:
         # The key is taken (a replay, or a twin that committed first): undo our
         # reservation inside this same transaction, then answer as a replay.
-        _run(session, _UNRESERVE, {"p_user": user_id, "p_amount": amount})
+        _run(session, sql.UNRESERVE, {"p_user": user_id, "p_amount": amount})
     if (hold := _hold_by_key(session, op_key)) is not None:
         return _hold_replay(hold, user_id, amount)
     raise InsufficientFunds(f"wallet {user_id} cannot hold {amount} credits")
 
 
 def _load_hold(session: Session, hold_id: int) -> Row[Any]:
-    hold = _run(session, _HOLD_BY_ID, {"p_id": hold_id}).one_or_none()
+    hold = _run(session, sql.HOLD_BY_ID, {"p_id": hold_id}).one_or_none()
     if hold is None:
         raise UnknownHold(f"no hold {hold_id}")
     return hold
 
 
 def _end(session: Session, stmt: Any, **params: object) -> tuple[str, int] | None:
-    """Compare-and-set the hold from open to its end (``_END_CAPTURE`` / ``_END_RELEASE``):
+    """Compare-and-set the hold from open to its end (``sql.END_CAPTURE`` / ``sql.END_RELEASE``):
     (user_id, amount) of the hold, or None if it was not open (or too small). Raises
     ``IdempotencyConflict`` when the operation key already ended another hold."""
     try:
@@ -307,7 +247,7 @@ def capture(session: Session, *, hold_id: int, amount: int, op_key: str,
     if one_step:  # end the hold, charge, post: one statement, one round trip
         ended = onestep.capture(conn, hold_id=hold_id, amount=amount, op_key=op_key, ref=ref, now=utcnow())
     else:
-        ended = _end(session, _END_CAPTURE, p_id=hold_id, p_key=op_key, p_amount=amount,
+        ended = _end(session, sql.END_CAPTURE, p_id=hold_id, p_key=op_key, p_amount=amount,
                      p_status=HoldStatus.CAPTURED)
     if ended is None:
         hold = _load_hold(session, hold_id)
@@ -321,7 +261,7 @@ def capture(session: Session, *, hold_id: int, amount: int, op_key: str,
     user_id, held = ended
     if one_step:
         return Settlement(hold_id, HoldStatus.CAPTURED, amount, held - amount, replayed=False)
-    _run(session, _CHARGE, {"p_user": user_id, "p_amount": amount, "p_held": held, "p_now": utcnow()})
+    _run(session, sql.CHARGE, {"p_user": user_id, "p_amount": amount, "p_held": held, "p_now": utcnow()})
     try:
         _post(session, op_key=op_key, kind=TxKind.CAPTURE, amount=amount, user_id=user_id, ref=ref,
               legs=[(wallet_account(user_id), -amount), (REVENUE_GPU, amount)])
@@ -342,7 +282,7 @@ def release(session: Session, *, hold_id: int, op_key: str, expired: bool = Fals
     if one_step:  # end the hold and free the wallet: one statement
         ended = onestep.release(conn, hold_id=hold_id, op_key=op_key, status=status, now=utcnow())
     else:
-        ended = _end(session, _END_RELEASE, p_id=hold_id, p_key=op_key, p_status=status)
+        ended = _end(session, sql.END_RELEASE, p_id=hold_id, p_key=op_key, p_status=status)
     if ended is None:
         hold = _load_hold(session, hold_id)
         if hold.close_key == op_key:
@@ -350,5 +290,5 @@ def release(session: Session, *, hold_id: int, op_key: str, expired: bool = Fals
         raise HoldClosed(hold_id, hold.status, hold.close_key)
     user_id, held = ended
     if not one_step:
-        _run(session, _FREE, {"p_user": user_id, "p_held": held, "p_now": utcnow()})
+        _run(session, sql.FREE, {"p_user": user_id, "p_held": held, "p_now": utcnow()})
     return Settlement(hold_id, status, 0, held, replayed=False)

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ledger import operations as ops
 from ledger.models import StripeSubscription, utcnow
+from ledger.statements import insert_ignore
 
 
 def store(s: Session, *, subscription_id: str, user_id: str, customer: str | None, plan: str | None,
@@ -19,7 +19,7 @@ def store(s: Session, *, subscription_id: str, user_id: str, customer: str | Non
     """Apply one snapshot of subscription ``subscription_id`` (``current_period_end``
     and ``snapshot_at`` in Unix seconds). An older snapshot than the stored one
     changes nothing (Stripe does not order deliveries); returns whether it applied."""
-    ops.insert_ignore(s, StripeSubscription, id=subscription_id, user_id=user_id, customer_id=customer,
+    insert_ignore(s, StripeSubscription, id=subscription_id, user_id=user_id, customer_id=customer,
                       plan=plan, status=status, snapshot_at=-1, updated_at=utcnow())
     row = s.get(StripeSubscription, subscription_id, with_for_update=True, populate_existing=True)
     assert row is not None

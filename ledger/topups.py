@@ -30,6 +30,7 @@ from ledger.models import (
     TopupStatus,
     utcnow,
 )
+from ledger.statements import insert_ignore
 from pricing import Pack
 
 
@@ -69,7 +70,7 @@ def open_topup(s: Session, *, session_id: str, user_id: str, pack: Pack,
                customer_id: str | None = None) -> Topup:
     """Store an ``open`` top-up for a created Checkout Session (race-safe: an existing
     row for the session is returned unchanged). Price and credits come from ``pack``."""
-    ops.insert_ignore(s, Topup, checkout_session_id=session_id, user_id=user_id, pack=pack.id,
+    insert_ignore(s, Topup, checkout_session_id=session_id, user_id=user_id, pack=pack.id,
                       credits=pack.credits, amount_total=pack.price, currency=pack.currency,
                       status=TopupStatus.OPEN, customer_id=customer_id, created_at=utcnow())
     topup = by_session(s, session_id)
@@ -86,7 +87,7 @@ def link(s: Session, topup: Topup, *, payment_intent: str | None = None,
         topup.charge_id = charge
     if customer:
         topup.customer_id = topup.customer_id or customer
-        ops.insert_ignore(s, StripeCustomer, id=customer, user_id=topup.user_id, created_at=utcnow())
+        insert_ignore(s, StripeCustomer, id=customer, user_id=topup.user_id, created_at=utcnow())
 
 
 def credit(s: Session, topup: Topup, *, amount_total: object, currency: object,
@@ -258,7 +259,7 @@ def grant_invoice(s: Session, *, invoice_id: str, user_id: str, credits: int, am
     credits, if any) but has nothing Stripe could take back.
     """
     if amount_paid > 0:
-        ops.insert_ignore(s, Topup, checkout_session_id=invoice_id, user_id=user_id,
+        insert_ignore(s, Topup, checkout_session_id=invoice_id, user_id=user_id,
                           pack=f"{INVOICE_PACK}{plan}"[:32], credits=credits, amount_total=amount_paid,
                           currency=currency, status=TopupStatus.OPEN, created_at=utcnow())
         row = by_invoice(s, invoice_id)
@@ -287,5 +288,5 @@ def link_invoice_payment(s: Session, *, invoice_id: str, payment_intent: str | N
 def link_customer(s: Session, customer: str, user_id: str) -> str:
     """Link Stripe customer ``customer`` to wallet ``user_id`` (first link wins);
     returns the linked wallet."""
-    ops.insert_ignore(s, StripeCustomer, id=customer, user_id=user_id, created_at=utcnow())
+    insert_ignore(s, StripeCustomer, id=customer, user_id=user_id, created_at=utcnow())
     return wallet_of_customer(s, customer)

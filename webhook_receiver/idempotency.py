@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.models import IdempotencyKey, utcnow
-from ledger.operations import insert_ignore
+from ledger.statements import insert_ignore
 from webhook_receiver.errors import ApiError
 
 HEADER = "Idempotency-Key"

@@ -1,12 +1,12 @@
 """Outbound job webhooks reuse this process's keep-alive connection to the app
-(``worker.notifications.post``, docs/performance.md) instead of a new connection and
+(``services.notifications.post``, docs/performance.md) instead of a new connection and
 ``requests.Session`` per POST, and stay signed on every POST."""
 from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from worker import notifications
+from services import notifications
 
 seen: list[tuple[int, str]] = []  # (client port, signature header) per POST
 
