@@ -4,7 +4,7 @@ writes a balance column, so the books stay double-entry and every invariant hold
 
 ``WalletFactory.create(sessions=s)`` → the committed ``Wallet`` (detached, loaded);
 ``FundedWalletFactory.create(sessions=s, credits=700)`` → its wallet after a top-up of
-``credits`` (op key ``test:topup:<user>`` unless given); ``HoldFactory.create(sessions=s,
+``credits`` (op key ``test:topup:<user>``, ref ``cs_<user>`` unless given); ``HoldFactory.create(sessions=s,
 user_id=u, amount=30)`` → the open ``Hold`` (expires in an hour unless given).
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ class FundedWalletFactory(WalletFactory):
 
     credits = 1000
     op_key = factory.LazyAttribute(lambda o: f"test:topup:{o.user_id}")
-    ref: str | None = None
+    ref = factory.LazyAttribute(lambda o: f"cs_{o.user_id}")  # a top-up's ref: its Checkout Session
 
     @classmethod
     def _write(cls, sessions: sessionmaker[Session], **kwargs: Any) -> Wallet:
