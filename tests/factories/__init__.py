@@ -7,6 +7,7 @@ event envelopes in the shapes of Stripe's fixtures.
 source (``tests/model/rates.py``, the packs and plans files), never from what a factory
 or the code wrote.
 """
+from tests.factories.inbox import StripeEventFactory
 from tests.factories.jobs import JobFactory
 from tests.factories.ledger import FundedWalletFactory, HoldFactory, WalletFactory, op_key, user_id
 from tests.factories.stripe import (
@@ -23,5 +24,5 @@ from tests.factories.stripe import (
 __all__ = [
     "API_VERSION", "ChargeFactory", "CheckoutSessionFactory", "DisputeFactory", "EventFactory",
     "FundedWalletFactory", "HoldFactory", "InvoiceFactory", "JobFactory", "RefundFactory",
-    "SubscriptionFactory", "WalletFactory", "op_key", "user_id",
+    "StripeEventFactory", "SubscriptionFactory", "WalletFactory", "op_key", "user_id",
 ]
