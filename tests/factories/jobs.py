@@ -10,7 +10,8 @@ cover the hold), cancelled (cancelled before its hold), dispatched, in_progress,
 completed, failed, timed_out, lost (RunPod answered 404). Without ``user_id`` the job's
 wallet is a ``FundedWalletFactory`` of 1000 credits. ``quiet=True`` moves the status
 poller's schedule an hour ahead so a stack running in the same database leaves a
-running job alone.
+running job alone. ``token_secret`` (the stack's ``runpod_token_secret``) makes the
+job's webhook token the one the receiver accepts (``/webhooks/runpod/<token>``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ledger.models import Job, JobStatus, utcnow
 from pricing import JobParams, quote
 from services import lifecycle
 from tests.factories.ledger import FundedWalletFactory, LedgerFactory
+from webhook_receiver.tokens import webhook_token
 
 # RunPod /status bodies that end a running job (https://docs.runpod.io/serverless/endpoints/job-states)
 _RUNPOD_TERMINAL = {JobStatus.COMPLETED: "COMPLETED", JobStatus.FAILED: "FAILED",
@@ -48,7 +50,9 @@ class JobFactory(LedgerFactory):
     params = factory.LazyFunction(lambda: {"duration_s": 30})
     job_input = factory.LazyFunction(dict)
     quote = factory.LazyAttribute(_quote)
-    webhook_token = factory.LazyFunction(lambda: secrets.token_hex(32))
+    token_secret: str | None = None  # the stack's RunPod token secret: the job's real callback token
+    webhook_token = factory.LazyAttribute(
+        lambda o: webhook_token(o.token_secret, o.id) if o.token_secret else secrets.token_hex(32))
     status = JobStatus.REQUESTED
     runpod_job_id = factory.LazyAttribute(lambda o: f"rp-{o.id}")
     execution_ms = 3000  # RunPod executionTime of a terminal status
