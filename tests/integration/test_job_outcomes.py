@@ -2,7 +2,6 @@
 rows whose task never ran are picked up by the outbox sweeper."""
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 import pytest
@@ -12,9 +11,8 @@ from runpod.endpoint.runner import RunPodClient
 from sqlalchemy import update
 
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, utcnow
-from pricing import JobParams, quote
+from tests.factories import JobFactory
 from tests.helpers import Api
 from webhook_receiver.tokens import webhook_token
 
@@ -63,13 +61,9 @@ def test_outbox_sweeper_runs_a_job_whose_task_was_never_published(api, stack, se
     """The receiver committed the job but died before publishing: beat's sweeper
     enqueues it after GPUBILL_OUTBOX_AFTER_S and it is held, run and charged once."""
     user = funded(api)
-    q = quote("framing", JobParams(duration_s=10))
-    job_id = f"job_{secrets.token_hex(16)}"
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 10, "resolution": "1080p"},
-                      job_input={"emulator": {"execution_ms": 200}}, quote=q,
-                      webhook_token=webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job_id)))
+    job_id = JobFactory.create(sessions=sessions, user_id=user, params={"duration_s": 10, "resolution": "1080p"},
+                               job_input={"emulator": {"execution_ms": 200}},
+                               token_secret=stack.settings.runpod_token_secret.get_secret_value()).id
     with transaction(sessions) as s:  # committed "a while ago"
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
     done = api.wait_job(job_id, TERMINAL, 30)
