@@ -16,9 +16,9 @@ from runpod.endpoint.runner import RunPodClient
 from sqlalchemy import func, select, update
 
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, utcnow
 from pricing import JobParams, quote
+from tests.factories import JobFactory
 from tests.helpers import Api, wait_for
 from webhook_receiver.tokens import webhook_token
 
@@ -117,12 +117,9 @@ def test_cancel_running_job_under_free_policy_charges_nothing(api, stack, sessio
     request time) is released whole when cancelled while running."""
     user = funded(api)
     q = dataclasses.replace(quote("framing", JobParams(duration_s=30)), cancel_policy="free")
-    job_id = f"job_{secrets.token_hex(16)}"
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 30, "resolution": "1080p"},
-                      job_input={"emulator": {"never_finish": True, "delay_ms": 0}}, quote=q,
-                      webhook_token=webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job_id)))
+    job_id = JobFactory.create(sessions=sessions, user_id=user, params={"duration_s": 30, "resolution": "1080p"},
+                               job_input={"emulator": {"never_finish": True, "delay_ms": 0}}, quote=q,
+                               token_secret=stack.settings.runpod_token_secret.get_secret_value()).id
     with transaction(sessions) as s:  # stored but never published: the outbox sweeper runs it
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
     wait_for(lambda: api.job(job_id)["status"] == "in_progress", 20, "in progress")
