@@ -15,12 +15,13 @@ from sqlalchemy import select, text, update
 from ledger.db import transaction
 from ledger.models import Hold, Job, JobStatus, utcnow
 from ledger.reconcile import run_checks
-from tests.factories import JobFactory
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import wait_for
 from tests.model import rates
 from tests.runpod_truth import runpod_jobs
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 DEEP = "[" * 5000 + "]" * 5000  # valid JSON; json.loads raises RecursionError
 
 
@@ -47,7 +48,7 @@ def state(sessions, job_id: str) -> tuple[str, int, bool, str, str]:
 
 
 def test_poison_job_is_parked_after_bounded_attempts(api, stack, sessions) -> None:
-    user = api.funded_user("poison")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="poison", credits=SMALL).user_id
     before = api.wallet(user)
     job_id, nonce, hold = poisoned_held_job(stack, sessions, user)
     assert api.wallet(user)["held"] == before["held"] + hold
@@ -67,7 +68,7 @@ def test_poison_job_is_parked_after_bounded_attempts(api, stack, sessions) -> No
 
 
 def test_cancel_of_a_poison_job_ends_it(api, stack, sessions) -> None:
-    user = api.funded_user("poison")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="poison", credits=SMALL).user_id
     before = api.wallet(user)
     job_id, _, _ = poisoned_held_job(stack, sessions, user)
     r = api.http.post(f"{api.base}/v1/jobs/{job_id}/cancel", timeout=10)
