@@ -13,18 +13,17 @@ from sqlalchemy import func, select
 from gateways.runpod import RunPodGateway
 from ledger.db import transaction
 from ledger.models import Job, LedgerTransaction, Wallet
+from tests.factories import FundedWalletFactory
 from tests.helpers import Api, wait_for
 from tests.integration.operator_support import gpubill
+from tests.model import rates
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 
 
 def cli_env(stack) -> dict[str, str]:
     return {k: stack.env[k] for k in ("GPUBILL_RUNPOD_BASE_URL", "GPUBILL_BROKER_URL")}
-
-
-def funded(api: Api) -> str:
-    return api.funded_user("jobs")
 
 
 def captures(sessions, job_id: str) -> int:
@@ -42,7 +41,7 @@ def drained(broker_url: str) -> bool:
 
 def test_retry_settlement_settles_a_stuck_job_once(stack, db_url, sessions, invariants) -> None:
     api = Api(stack)
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="jobs", credits=SMALL).user_id
     # A lost RunPod callback: only polling (held back below) would find the result.
     r = api.submit(user, "framing", 10, {"emulator": {"execution_ms": 1500, "skip_webhook": True}})
     assert r.status_code == 202, r.text
@@ -77,7 +76,7 @@ def test_retry_settlement_settles_a_stuck_job_once(stack, db_url, sessions, inva
 
 def test_show_prints_the_receipt(stack, db_url, sessions) -> None:
     api = Api(stack)
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="jobs", credits=SMALL).user_id
     r = api.submit(user, "overlay", 10, {"emulator": {"execution_ms": 700}})
     job = api.wait_job(r.json()["job_id"], ("completed",))
     shown = gpubill(db_url, "jobs", "show", job["job_id"])

@@ -3,19 +3,16 @@ the worker's own lifecycle functions; ``--by``/``--since`` group and filter; ``-
 writes a PNG. Runs on a database of its own, so only these jobs are counted."""
 from __future__ import annotations
 
-import secrets
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import update
 
-from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
-from ledger.jobs import new_job
 from ledger.models import Job, utcnow
 from pricing import JobParams, charge, quote, runpod_cost_usd
-from services import lifecycle
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.integration.operator_support import gpubill, own_database
 
 pytestmark = pytest.mark.integration
@@ -33,26 +30,16 @@ JOBS = [
 ]
 
 
-def run_job(factory, user: str, job_type: str, params: dict, final: str, ms: int):
-    q = quote(job_type, JobParams(resolution="1080p", **params))
-    job_id = f"job_{secrets.token_hex(8)}"
-    with transaction(factory) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type=job_type, params=params, job_input={},
-                      quote=q, webhook_token=secrets.token_hex(16)))
-    assert lifecycle.place_hold(factory, job_id)
-    assert lifecycle.record_dispatch(factory, job_id, f"rp-{job_id}")
-    lifecycle.apply_status(factory, job_id, {"status": final, "executionTime": ms, "delayTime": DELAY_MS})
-    return job_id, q
-
-
 @pytest.fixture(scope="module")
 def ledger_db(tmp_path_factory):
     with own_database(tmp_path_factory.mktemp("report")) as url:
         engine = make_engine(url)
         factory = make_sessionmaker(engine)
-        with transaction(factory) as s:
-            ops.credit_topup(s, user_id="rep-user", amount=10_000, op_key="t:rep", ref="cs_rep")
-        jobs = [(*run_job(factory, "rep-user", t, p, f, ms), t, f, ms) for t, p, f, ms in JOBS]
+        user = FundedWalletFactory.create(sessions=factory, user_id="rep-user", credits=10_000).user_id
+        # Settled by the worker's own steps: place_hold, record_dispatch, apply_status(final).
+        jobs = [(JobFactory.create(sessions=factory, user_id=user, job_type=t, params=p, status=f.lower(),
+                                   execution_ms=ms, delay_ms=DELAY_MS).id,
+                 quote(t, JobParams(resolution="1080p", **p)), t, f, ms) for t, p, f, ms in JOBS]
         yield url, factory, jobs
         engine.dispose()
 

@@ -4,14 +4,13 @@ unless --allow-debt; invariants hold throughout."""
 from __future__ import annotations
 
 import re
-import secrets
 
 import pytest
 from sqlalchemy import func, select
 
-from ledger import operations as ops
 from ledger.db import transaction
 from ledger.models import ADJUSTMENTS, Adjustment, LedgerTransaction, Posting, Wallet
+from tests.factories import FundedWalletFactory
 from tests.integration.operator_support import gpubill
 
 pytestmark = pytest.mark.integration
@@ -20,10 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def user(sessions) -> str:
     """A wallet with 100 credits from a top-up."""
-    u = f"wal-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=100, op_key=f"test:topup:{u}", ref=f"cs_{u}")
-    return u
+    return FundedWalletFactory.create(sessions=sessions, prefix="wal", credits=100).user_id  # ref cs_{user}
 
 
 def balance(sessions, user: str) -> tuple[int, int]:

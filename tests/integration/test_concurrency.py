@@ -6,7 +6,6 @@ lock). Runs on both backends like the rest of the suite.
 """
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from ledger import operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.errors import HoldClosed, InsufficientFunds
 from ledger.models import Wallet, utcnow
+from tests.factories import FundedWalletFactory, HoldFactory
 
 pytestmark = pytest.mark.integration
 HOLDERS = 200  # concurrent holds on one wallet
@@ -49,15 +49,8 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
         return list(pool.map(one, range(n)))
 
 
-def funded(sessions, prefix: str, credits: int) -> str:
-    u = f"{prefix}-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=credits, op_key=f"test:topup:{u}")
-    return u
-
-
 def test_200_concurrent_holds_never_overdraw(wide, invariants) -> None:
-    u = funded(wide, "hot", 1000)
+    u = FundedWalletFactory.create(sessions=wide, prefix="hot", credits=1000).user_id
 
     def place(i: int) -> ops.HoldOutcome:
         with transaction(wide) as s:
@@ -89,7 +82,7 @@ def test_same_key_holds_race_to_one_hold(db_url: str, invariants) -> None:
 
 
 def _same_key_race(sessions) -> None:
-    u = funded(sessions, "dup", 100)
+    u = FundedWalletFactory.create(sessions=sessions, prefix="dup", credits=100).user_id
 
     def place(_: int) -> ops.HoldOutcome:
         with transaction(sessions) as s:
@@ -106,16 +99,14 @@ def _same_key_race(sessions) -> None:
 
 
 def test_100_racing_captures_and_releases_end_the_hold_once(wide, invariants) -> None:
-    u = funded(wide, "end", 100)
-    with transaction(wide) as s:
-        h = ops.place_hold(s, user_id=u, amount=40, op_key=f"test:hold:{u}",
-                           expires_at=utcnow() + timedelta(hours=1))
+    u = FundedWalletFactory.create(sessions=wide, prefix="end", credits=100).user_id
+    h = HoldFactory.create(sessions=wide, user_id=u, amount=40)
 
     def end(i: int) -> ops.Settlement:
         with transaction(wide) as s:
             if i % 2:
-                return ops.release(s, hold_id=h.hold_id, op_key=f"test:release:{u}:{i}")
-            return ops.capture(s, hold_id=h.hold_id, amount=30, op_key=f"test:capture:{u}:{i}")
+                return ops.release(s, hold_id=h.id, op_key=f"test:release:{u}:{i}")
+            return ops.capture(s, hold_id=h.id, amount=30, op_key=f"test:capture:{u}:{i}")
 
     results = race(ENDERS, end)
     winners = [r for r in results if isinstance(r, ops.Settlement)]

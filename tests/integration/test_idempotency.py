@@ -14,15 +14,14 @@ from sqlalchemy import func, select
 from ledger import api_keys
 from ledger.db import transaction
 from ledger.models import Hold, IdempotencyKey, Job, JobStatus
+from tests.factories import FundedWalletFactory
 from tests.helpers import Api, wait_for
+from tests.model import rates
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = tuple(JobStatus.TERMINAL)
 
-
-
-def funded(api: Api) -> str:
-    return api.funded_user("i")
 
 
 def body(user: str, duration_s: float = 30, **input_: Any) -> dict[str, Any]:
@@ -53,7 +52,8 @@ def holds_of(sessions, user: str) -> int:
 
 
 def test_same_key_and_body_replays_the_first_answer(api, sessions, invariants) -> None:
-    user, key = funded(api), secrets.token_urlsafe(16)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="i", credits=SMALL).user_id
+    key = secrets.token_urlsafe(16)
     first = post(api, body(user), key)
     assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers
     job = api.wait_job(first.json()["job_id"], TERMINAL)
@@ -69,7 +69,8 @@ def test_same_key_and_body_replays_the_first_answer(api, sessions, invariants) -
 
 
 def test_same_key_with_another_body_is_409(api, sessions, invariants) -> None:
-    user, key = funded(api), secrets.token_urlsafe(16)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="i", credits=SMALL).user_id
+    key = secrets.token_urlsafe(16)
     first = post(api, body(user), key)
     assert first.status_code == 202
     other = post(api, body(user, duration_s=31), key)
@@ -82,7 +83,8 @@ def test_same_key_with_another_body_is_409(api, sessions, invariants) -> None:
 
 
 def test_twenty_concurrent_same_key_requests_make_one_job_and_one_hold(api, sessions, invariants) -> None:
-    user, key = funded(api), secrets.token_urlsafe(16)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="i", credits=SMALL).user_id
+    key = secrets.token_urlsafe(16)
     payload = body(user)
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(lambda _: post(api, payload, key), range(20)))
@@ -113,7 +115,8 @@ def test_first_402_is_the_stored_answer(api, sessions) -> None:
 
 
 def test_keys_are_scoped_per_api_key(api, sessions, invariants) -> None:
-    user, key = funded(api), secrets.token_urlsafe(16)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="i", credits=SMALL).user_id
+    key = secrets.token_urlsafe(16)
     with transaction(sessions) as s:
         other_key = api_keys.create(s, name="idempotency scope test", created_by="tests")
     a = post(api, body(user), key)
@@ -140,7 +143,8 @@ def test_malformed_key_is_400_and_stores_nothing(api, sessions, bad: str) -> Non
 
 def test_invalid_body_with_a_key_stores_no_answer(api, sessions) -> None:
     """Validation failures are not stored: the corrected request with the same key runs."""
-    user, key = funded(api), secrets.token_urlsafe(16)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="i", credits=SMALL).user_id
+    key = secrets.token_urlsafe(16)
     bad = post(api, {**body(user), "type": "karaoke"}, key)
     assert bad.status_code == 422
     good = post(api, body(user), key)

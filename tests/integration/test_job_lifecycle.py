@@ -16,20 +16,18 @@ from runpod.endpoint.runner import RunPodClient
 from sqlalchemy import func, select, update
 
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, utcnow
 from pricing import JobParams, quote
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import Api, wait_for
+from tests.model import rates
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = tuple(JobStatus.TERMINAL)
 RUNNING = ("dispatched", "in_progress")
 
-
-
-def funded(api: Api) -> str:
-    return api.funded_user("l")
 
 
 def untouched(api: Api, user: str) -> dict[str, Any]:
@@ -75,7 +73,7 @@ def captures(sessions, job_id: str) -> int:
 def test_cancel_before_dispatch_releases_and_never_runs(api, sessions, invariants) -> None:
     """The job is held while /run keeps timing out (scripted): a cancel releases the
     hold at once, and the dispatch retry finds it no longer held."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"run_errors": ["timeout", "timeout", "timeout"]})
     wait_for(lambda: api.job(job_id)["status"] == "held", 20, "held")
     answer = cancel(api, job_id)
@@ -94,7 +92,7 @@ def test_cancel_before_dispatch_releases_and_never_runs(api, sessions, invariant
 def test_cancel_running_job_charges_measured_execution_time(api, stack, sessions, invariants) -> None:
     """Default policy (rate card ``cancel_policy = "charge_execution"``): RunPod /cancel,
     then capture the price of the measured executionTime; the rest is released."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"never_finish": True, "delay_ms": 0})
     wait_for(lambda: api.job(job_id)["status"] == "in_progress", 20, "in progress")
     wait_for(lambda: runpod_status(stack, api.job(job_id)) == "IN_PROGRESS", 10, "running on RunPod")
@@ -115,14 +113,11 @@ def test_cancel_running_job_charges_measured_execution_time(api, stack, sessions
 def test_cancel_running_job_under_free_policy_charges_nothing(api, stack, sessions, invariants) -> None:
     """A job priced by a card whose cancel policy is ``free`` (frozen on the job at
     request time) is released whole when cancelled while running."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     q = dataclasses.replace(quote("framing", JobParams(duration_s=30)), cancel_policy="free")
-    job_id = f"job_{secrets.token_hex(16)}"
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 30, "resolution": "1080p"},
-                      job_input={"emulator": {"never_finish": True, "delay_ms": 0}}, quote=q,
-                      webhook_token=webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job_id)))
+    job_id = JobFactory.create(sessions=sessions, user_id=user, params={"duration_s": 30, "resolution": "1080p"},
+                               job_input={"emulator": {"never_finish": True, "delay_ms": 0}}, quote=q,
+                               token_secret=stack.settings.runpod_token_secret.get_secret_value()).id
     with transaction(sessions) as s:  # stored but never published: the outbox sweeper runs it
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
     wait_for(lambda: api.job(job_id)["status"] == "in_progress", 20, "in progress")
@@ -135,8 +130,8 @@ def test_cancel_running_job_under_free_policy_charges_nothing(api, stack, sessio
     invariants()
 
 
-def test_cancel_unknown_or_finished_job(api, invariants) -> None:
-    user = funded(api)
+def test_cancel_unknown_or_finished_job(api, sessions, invariants) -> None:
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     assert cancel(api, "job_" + secrets.token_hex(16)).status_code == 404
     job_id = submit(api, user, {"execution_ms": 100})
     job = api.wait_job(job_id, TERMINAL)
@@ -153,7 +148,7 @@ def test_silent_job_polls_back_off_then_expired_hold_stops_it(api, stack, sessio
     """A never-finishing job: beat polls it with growing gaps (silent_after_s × 2ⁿ);
     once its hold passes ``expires_at`` (DB time) the sweep cancels the RunPod job,
     releases the hold as expired, and the job ends ``expired``."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"never_finish": True, "delay_ms": 0})
     wait_for(lambda: row(sessions, job_id).status_polls >= 2, 30, "two polls")
     polled = row(sessions, job_id)
@@ -176,11 +171,11 @@ def test_silent_job_polls_back_off_then_expired_hold_stops_it(api, stack, sessio
 
 # ------------------------------------------------------------------------- lost
 
-def test_result_forgotten_by_runpod_is_lost_released_and_flagged(api, invariants) -> None:
+def test_result_forgotten_by_runpod_is_lost_released_and_flagged(api, sessions, invariants) -> None:
     """RunPod forgets results (30 min after completion, or at ttl; scripted here after
     0.6 s) and no webhook came: the poller's /status gets 404 → ``lost``, released,
     flagged for operators."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"execution_ms": 100, "skip_webhook": True, "forget_after_s": 0.6})
     job = api.wait_job(job_id, TERMINAL, 30)
     assert (job["status"], job["charge"], job["released"]) == ("lost", 0, job["quote"]["hold"])
@@ -192,7 +187,7 @@ def test_result_forgotten_by_runpod_is_lost_released_and_flagged(api, invariants
 # -------------------------------------------------------------- RunPod failures
 
 def test_dispatch_retries_429_5xx_and_timeouts_then_runs(api, sessions, invariants) -> None:
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"run_errors": [429, "timeout", 503], "execution_ms": 200})
     job = api.wait_job(job_id, TERMINAL, 40)
     assert job["status"] == "completed" and job["charge"] >= 1, job
@@ -201,10 +196,10 @@ def test_dispatch_retries_429_5xx_and_timeouts_then_runs(api, sessions, invarian
     invariants()
 
 
-def test_dispatch_gives_up_after_bounded_retries(api, invariants) -> None:
+def test_dispatch_gives_up_after_bounded_retries(api, sessions, invariants) -> None:
     """GPUBILL_DISPATCH_MAX_RETRIES = 3 in the test stack: four 429s in a row → failed,
     hold released, never ran."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"run_errors": [429, 429, 429, 429]})
     job = api.wait_job(job_id, TERMINAL, 40)
     assert (job["status"], job["charge"], job["released"]) == ("failed", 0, job["quote"]["hold"])
@@ -214,8 +209,8 @@ def test_dispatch_gives_up_after_bounded_retries(api, invariants) -> None:
     invariants()
 
 
-def test_status_5xx_is_retried_and_the_job_settles(api, invariants) -> None:
-    user = funded(api)
+def test_status_5xx_is_retried_and_the_job_settles(api, sessions, invariants) -> None:
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"execution_ms": 200, "status_errors": [500, 502]})
     job = api.wait_job(job_id, TERMINAL, 40)
     assert job["status"] == "completed" and job["charge"] >= 1
@@ -224,7 +219,7 @@ def test_status_5xx_is_retried_and_the_job_settles(api, invariants) -> None:
 
 
 def test_webhook_sent_twice_charges_once(api, sessions, notify_sink, invariants) -> None:
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     job_id = submit(api, user, {"execution_ms": 200, "webhook_twice": True})
     job = api.wait_job(job_id, TERMINAL)
     assert job["status"] == "completed"
@@ -238,7 +233,7 @@ def test_webhook_sent_twice_charges_once(api, sessions, notify_sink, invariants)
 def test_webhook_for_job_x_with_job_y_token_never_touches_x(api, stack, sessions, invariants) -> None:
     """The token names the job; the body is never trusted. A callback claiming X's
     RunPod id and a COMPLETED status, sent to Y's URL, re-fetches Y only."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     x = submit(api, user, {"never_finish": True})
     wait_for(lambda: api.job(x)["status"] in RUNNING, 20, "x running")
     y = submit(api, user, {"execution_ms": 100})

@@ -13,11 +13,14 @@ from sqlalchemy import select, update
 from ledger.db import transaction
 from ledger.models import Hold, Job, JobStatus, utcnow
 from pricing import JobParams, quote
+from tests.factories import FundedWalletFactory
 from tests.helpers import wait_for
 from tests.model import rates as model
 from tests.runpod_truth import runpod_jobs_for
 
 pytestmark = pytest.mark.integration
+LARGE = model.packs()["large"]["credits"]  # a wallet as one top-up of pack large leaves it
+SMALL = model.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 
 
 def test_long_job_gets_lifetimes_from_its_quote_and_is_charged(api, stack, sessions, invariants) -> None:
@@ -25,7 +28,7 @@ def test_long_job_gets_lifetimes_from_its_quote_and_is_charged(api, stack, sessi
     estimated, × 1.5 safety = 7,200 funded GPU-seconds (2 h). By the rate card:
     executionTimeout 7,200,000 ms; ttl = (900 queue + 7,200 + 600 result) s = 8,700,000
     ms; hold life = 8,700 + 300 = 9,000 s. Computed by hand here, not by the code."""
-    user = api.funded_user("long", pack="large")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="long", credits=LARGE).user_id
     nonce = secrets.token_hex(8)
     r = api.submit(user, "upscale", 600, {"nonce": nonce, "emulator": {"execution_ms": 5000}},
                    resolution="2160p", scale=4)
@@ -58,7 +61,7 @@ def test_hold_expiring_after_runpod_completed_charges_the_measured_time(api, sta
     expiry sweep's task reads ``/status`` first and settles from it: completed, charged
     the rate card's price of the measured executionTime (tests/model, from the
     stand-in's ground truth), output kept — not released as expired."""
-    user = api.funded_user("exp")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="exp", credits=SMALL).user_id
     nonce = secrets.token_hex(8)
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 1200,
                                                                       "skip_webhook": True}})

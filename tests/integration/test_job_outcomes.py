@@ -2,7 +2,6 @@
 rows whose task never ran are picked up by the outbox sweeper."""
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 import pytest
@@ -12,19 +11,16 @@ from runpod.endpoint.runner import RunPodClient
 from sqlalchemy import update
 
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, utcnow
-from pricing import JobParams, quote
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import Api
+from tests.model import rates
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = tuple(JobStatus.TERMINAL)
 
-
-
-def funded(api: Api) -> str:
-    return api.funded_user("o")
 
 
 def running(api: Api, user: str) -> dict:
@@ -33,8 +29,8 @@ def running(api: Api, user: str) -> dict:
     return api.wait_job(r.json()["job_id"], ("dispatched", "in_progress"), 20)
 
 
-def test_job_cancelled_on_runpod_releases_everything(api, stack, invariants) -> None:
-    user = funded(api)
+def test_job_cancelled_on_runpod_releases_everything(api, sessions, stack, invariants) -> None:
+    user = FundedWalletFactory.create(sessions=sessions, prefix="o", credits=SMALL).user_id
     job = running(api, user)
     cfg = stack.settings
     runpod.endpoint_url_base = cfg.runpod_base_url
@@ -46,10 +42,10 @@ def test_job_cancelled_on_runpod_releases_everything(api, stack, invariants) -> 
     invariants()
 
 
-def test_job_runpod_forgot_is_lost_and_released(api, stack, invariants) -> None:
+def test_job_runpod_forgot_is_lost_and_released(api, sessions, stack, invariants) -> None:
     """RunPod answers 404 for a job it no longer knows (results kept 30 min, ttl):
     the poller marks it lost and releases the hold. A restarted stand-in forgets all."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="o", credits=SMALL).user_id
     job = running(api, user)
     stack.restart("runpod-emulator")
     done = api.wait_job(job["job_id"], TERMINAL, 30)
@@ -62,14 +58,10 @@ def test_job_runpod_forgot_is_lost_and_released(api, stack, invariants) -> None:
 def test_outbox_sweeper_runs_a_job_whose_task_was_never_published(api, stack, sessions, invariants) -> None:
     """The receiver committed the job but died before publishing: beat's sweeper
     enqueues it after GPUBILL_OUTBOX_AFTER_S and it is held, run and charged once."""
-    user = funded(api)
-    q = quote("framing", JobParams(duration_s=10))
-    job_id = f"job_{secrets.token_hex(16)}"
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 10, "resolution": "1080p"},
-                      job_input={"emulator": {"execution_ms": 200}}, quote=q,
-                      webhook_token=webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job_id)))
+    user = FundedWalletFactory.create(sessions=sessions, prefix="o", credits=SMALL).user_id
+    job_id = JobFactory.create(sessions=sessions, user_id=user, params={"duration_s": 10, "resolution": "1080p"},
+                               job_input={"emulator": {"execution_ms": 200}},
+                               token_secret=stack.settings.runpod_token_secret.get_secret_value()).id
     with transaction(sessions) as s:  # committed "a while ago"
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
     done = api.wait_job(job_id, TERMINAL, 30)
@@ -78,10 +70,10 @@ def test_outbox_sweeper_runs_a_job_whose_task_was_never_published(api, stack, se
     invariants()
 
 
-def test_runpod_webhook_body_is_never_trusted_for_money(api, stack, invariants) -> None:
+def test_runpod_webhook_body_is_never_trusted_for_money(api, sessions, stack, invariants) -> None:
     """Repeated callbacks claiming another executionTime change nothing: money follows
     the /status re-fetch, and a job is charged once (operation key job:{id}:capture)."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="o", credits=SMALL).user_id
     r = api.submit(user, "overlay", 30, {"emulator": {"execution_ms": 300}})
     job = api.wait_job(r.json()["job_id"], TERMINAL)
     token = webhook_token(stack.settings.runpod_token_secret.get_secret_value(), job["job_id"])
@@ -94,10 +86,10 @@ def test_runpod_webhook_body_is_never_trusted_for_money(api, stack, invariants) 
     invariants()
 
 
-def test_dispatch_refused_by_runpod_fails_the_job_and_releases(api, invariants) -> None:
+def test_dispatch_refused_by_runpod_fails_the_job_and_releases(api, sessions, invariants) -> None:
     """A 4xx from RunPod /run never succeeds on retry: the hold is released at once and
     the job ends ``failed`` with RunPod's reason."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="o", credits=SMALL).user_id
     r = api.submit(user, "framing", 30, {"emulator": {"no_such_override": 1}})  # stand-in answers 400
     job = api.wait_job(r.json()["job_id"], TERMINAL)
     assert (job["status"], job["charge"], job["released"]) == ("failed", 0, job["quote"]["hold"])

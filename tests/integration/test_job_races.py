@@ -4,11 +4,8 @@ commits first wins, the other is a no-op. Runs the real lifecycle functions from
 threads against the real database (no stack needed)."""
 from __future__ import annotations
 
-import secrets
 import threading
 from collections import Counter
-from datetime import timedelta
-from decimal import Decimal
 from functools import partial
 
 import pytest
@@ -17,43 +14,22 @@ from sqlalchemy import func, select
 from ledger import operations as ops
 from ledger.db import transaction
 from ledger.errors import HoldClosed
-from ledger.jobs import new_job
-from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet, utcnow
-from pricing import JobParams, quote
-from services import lifecycle, runpod_jobs, stops
+from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet
+from services import lifecycle, stops
+from tests.factories import FundedWalletFactory, HoldFactory, JobFactory
+from tests.model import rates
 
 pytestmark = pytest.mark.integration
 ROUNDS = 8
 
 
-def running_job(sessions, user: str) -> tuple[str, int]:
-    """A job in progress on RunPod with an open hold. Its poll and expiry lie in the
-    future so a stack running in the same session leaves it alone."""
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = f"job_{secrets.token_hex(16)}"
-    later = utcnow() + timedelta(hours=1)
-    with transaction(sessions) as s:
-        job = new_job(job_id=job_id, user_id=user, job_type="framing", params={"duration_s": 30},
-                      job_input={}, quote=q, webhook_token=secrets.token_hex(32))
-        s.add(job)
-        hold = ops.place_hold(s, user_id=user, amount=q.hold_credits, op_key=f"job:{job_id}:hold",
-                              job_id=job_id, expires_at=later)
-        job.hold_id, job.status = hold.hold_id, JobStatus.HELD  # as place_hold does
-        s.flush()
-        runpod_jobs.record_billed(s, job, f"rp-{job_id}")  # as record_dispatch does
-        job.status = JobStatus.IN_PROGRESS
-        job.last_checked_at = job.next_poll_at = later
-        return job_id, q.hold_credits
+HOLD = rates.quote("framing", 30).hold  # the model's hold of JobFactory's job (framing, 30 s)
+# In progress on RunPod with an open hold; its poll lies in the future so a stack running
+# in the same session leaves it alone.
+running = partial(JobFactory.create, status=JobStatus.IN_PROGRESS, quiet=True)
 
 
 COMPLETED = {"status": "COMPLETED", "executionTime": 3000, "delayTime": 10, "output": {}}
-
-
-def funded_user(sessions) -> str:
-    user = f"race-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
-    return user
 
 
 def settled(sessions, job_id: str) -> tuple[Job, Hold, int]:
@@ -84,11 +60,11 @@ def race(*calls) -> list[object]:
 
 
 def test_completion_and_expiry_racing_settle_exactly_once(sessions, invariants) -> None:
-    user = funded_user(sessions)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
     outcomes: Counter[str] = Counter()
     charged = 0
     for _ in range(ROUNDS):
-        job_id, hold = running_job(sessions, user)
+        job_id, hold = running(sessions=sessions, user_id=user).id, HOLD
         race(partial(lifecycle.apply_status, sessions, job_id, COMPLETED),
              partial(stops.settle_expired, sessions, job_id, None))
         job, h, captures = settled(sessions, job_id)
@@ -110,13 +86,9 @@ def test_completion_and_expiry_racing_settle_exactly_once(sessions, invariants) 
 def test_capture_and_expiry_of_one_hold_apply_once(sessions, invariants) -> None:
     """The ledger primitive underneath: of a concurrent capture and release(expired=True)
     of the same hold exactly one applies, the other raises ``HoldClosed``."""
-    user = f"race-{secrets.token_hex(4)}"
-    with transaction(sessions) as s:
-        ops.credit_topup(s, user_id=user, amount=1000, op_key=f"topup:race:{user}")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
     for n in range(ROUNDS):
-        with transaction(sessions) as s:
-            hold_id = ops.place_hold(s, user_id=user, amount=10, op_key=f"race:{user}:{n}:hold",
-                                     expires_at=utcnow() + timedelta(hours=1)).hold_id
+        hold_id = HoldFactory.create(sessions=sessions, user_id=user, amount=10, op_key=f"race:{user}:{n}:hold").id
 
         def capture(hold_id: int = hold_id, n: int = n) -> object:
             with transaction(sessions) as s:
@@ -145,8 +117,8 @@ def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state
     measured executionTime (rate-card formula ceil(3000 ms / 1000 × 0.5) = 2 credits)
     and keeps its output; FAILED / TIMED_OUT release as such; only RunPod's CANCELLED
     (our own stop) ends ``expired``."""
-    user = funded_user(sessions)
-    job_id, hold = running_job(sessions, user)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
+    job_id, hold = running(sessions=sessions, user_id=user).id, HOLD
     with transaction(sessions) as s:
         s.get(Job, job_id).stop_reason = "expire"
     status = {"status": state, "executionTime": 3000, "delayTime": 10,
@@ -165,9 +137,9 @@ def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state
 
 def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants) -> None:
     """The webhook's capture and an expiry that also saw COMPLETED race: one capture."""
-    user = funded_user(sessions)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
     for _ in range(ROUNDS):
-        job_id, _hold = running_job(sessions, user)
+        job_id = running(sessions=sessions, user_id=user).id
         race(partial(lifecycle.apply_status, sessions, job_id, COMPLETED),
              partial(stops.settle_expired, sessions, job_id, COMPLETED))
         job, _h, captures = settled(sessions, job_id)

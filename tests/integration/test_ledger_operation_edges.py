@@ -8,7 +8,6 @@ Expected values are hand arithmetic on the amounts each test chooses; found by
 """
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -31,37 +30,26 @@ from ledger.models import (
     utcnow,
     wallet_account,
 )
+from tests.factories import FundedWalletFactory, HoldFactory, op_key, user_id
 
 pytestmark = pytest.mark.integration
-
-
-def user() -> str:
-    return f"u-{secrets.token_hex(5)}"
-
-
-def key(kind: str) -> str:
-    return f"test:{kind}:{secrets.token_hex(6)}"
 
 
 def later(hours: int = 1):  # type: ignore[no-untyped-def]
     return (utcnow() + timedelta(hours=hours)).replace(microsecond=0)
 
 
-def wallet(sessions: sessionmaker[Session], user_id: str) -> tuple[int, int]:
+def wallet(sessions: sessionmaker[Session], user: str) -> tuple[int, int]:
     with transaction(sessions) as s:
-        w = s.get(Wallet, user_id)
+        w = s.get(Wallet, user)
         return (w.balance, w.held) if w else (0, 0)
 
 
-def topup(sessions: sessionmaker[Session], user_id: str, amount: int) -> ops.Posted:
-    with transaction(sessions) as s:
-        return ops.credit_topup(s, user_id=user_id, amount=amount, op_key=key("topup"), ref=key("cs"))
-
-
-def hold(sessions: sessionmaker[Session], user_id: str, amount: int, op_key: str | None = None,
+def hold(sessions: sessionmaker[Session], user: str, amount: int, key: str | None = None,
          **kw: object) -> ops.HoldOutcome:
+    """The operation under test: ``ops.place_hold`` in a transaction of its own."""
     with transaction(sessions) as s:
-        return ops.place_hold(s, user_id=user_id, amount=amount, op_key=op_key or key("hold"),
+        return ops.place_hold(s, user_id=user, amount=amount, op_key=key or op_key("hold"),
                               expires_at=kw.pop("expires_at", later()), **kw)  # type: ignore[arg-type]
 
 
@@ -77,7 +65,7 @@ def tx_row(sessions: sessionmaker[Session], op_key: str) -> tuple:
 # --- transfer / credit_topup ------------------------------------------------------------
 
 def test_transfer_of_one_credit_and_of_nothing(sessions, invariants) -> None:
-    u, k, ref = user(), key("grant"), key("in")
+    u, k, ref = user_id(), op_key("grant"), op_key("in")
     with transaction(sessions) as s:
         posted = ops.transfer(s, user_id=u, amount=1, counter=STRIPE_CLEARING, kind=ops.TxKind.GRANT,
                               op_key=k, ref=ref)
@@ -86,7 +74,7 @@ def test_transfer_of_one_credit_and_of_nothing(sessions, invariants) -> None:
                                    sorted([(STRIPE_CLEARING, -1), (wallet_account(u), 1)]))
     with pytest.raises(ValueError, match=r"^a transfer of 0 credits moves nothing$"), \
             transaction(sessions) as s:
-        ops.transfer(s, user_id=u, amount=0, counter=STRIPE_CLEARING, kind=ops.TxKind.GRANT, op_key=key("g"))
+        ops.transfer(s, user_id=u, amount=0, counter=STRIPE_CLEARING, kind=ops.TxKind.GRANT, op_key=op_key("g"))
     with transaction(sessions) as s:
         assert s.get(Account, wallet_account(u)).kind == "wallet"
     assert wallet(sessions, u) == (1, 0)
@@ -94,25 +82,23 @@ def test_transfer_of_one_credit_and_of_nothing(sessions, invariants) -> None:
 
 
 def test_a_debit_needs_available_credits_unless_debt_is_allowed_explicitly(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 10)
+    u = FundedWalletFactory.create(sessions=sessions, credits=10).user_id
     with pytest.raises(InsufficientFunds, match=rf"^wallet {u} cannot give 11 credits$"), \
             transaction(sessions) as s:  # allow_debt left at its default
         ops.transfer(s, user_id=u, amount=-11, counter=STRIPE_CLEARING, kind=ops.TxKind.ADJUST,
-                     op_key=key("adjust"))
+                     op_key=op_key("adjust"))
     assert wallet(sessions, u) == (10, 0)
     invariants()
 
 
 def test_a_wallet_in_debt_can_still_receive_one_credit(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 5)
+    u = FundedWalletFactory.create(sessions=sessions, credits=5).user_id
     with transaction(sessions) as s:  # a claw-back of 8: available 5 − 8 = −3
         ops.transfer(s, user_id=u, amount=-8, counter=STRIPE_CLEARING, kind=ops.TxKind.CLAWBACK,
-                     op_key=key("refund"), allow_debt=True)
+                     op_key=op_key("refund"), allow_debt=True)
     with transaction(sessions) as s:
         before = s.get(Wallet, u).updated_at
-    k = key("restore")
+    k = op_key("restore")
     with transaction(sessions) as s:
         ops.transfer(s, user_id=u, amount=1, counter=STRIPE_CLEARING, kind=ops.TxKind.RESTORE, op_key=k)
     with transaction(sessions) as s:
@@ -122,8 +108,7 @@ def test_a_wallet_in_debt_can_still_receive_one_credit(sessions, invariants) -> 
 
 
 def test_a_debit_replayed_after_the_credits_are_gone_is_still_a_replay(sessions, invariants) -> None:
-    u, k = user(), key("adjust")
-    topup(sessions, u, 40)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=40).user_id, op_key("adjust")
 
     def debit() -> ops.Posted:
         with transaction(sessions) as s:
@@ -142,10 +127,10 @@ def test_a_debit_replayed_after_the_credits_are_gone_is_still_a_replay(sessions,
 
 @pytest.mark.parametrize("amount", [0, -1])
 def test_credit_topup_refuses_nothing_and_takes_one(sessions, invariants, amount: int) -> None:
-    u = user()
+    u = user_id()
     with pytest.raises(ValueError, match=r"^top-up amount must be positive$"), transaction(sessions) as s:
-        ops.credit_topup(s, user_id=u, amount=amount, op_key=key("topup"))
-    k, ref = key("topup"), key("cs")
+        ops.credit_topup(s, user_id=u, amount=amount, op_key=op_key("topup"))
+    k, ref = op_key("topup"), op_key("cs")
     with transaction(sessions) as s:
         ops.credit_topup(s, user_id=u, amount=1, op_key=k, ref=ref)
     assert tx_row(sessions, k)[:4] == ("topup", 1, u, ref)
@@ -178,7 +163,7 @@ def twin_commits_first(sessions: sessionmaker[Session], op_key: str, user_id: st
 
 @pytest.mark.parametrize("twin_user", ["same", "other"])
 def test_a_twin_that_takes_the_key_first_turns_the_transfer_into_its_replay(sessions, twin_user) -> None:
-    u, k = user(), key("grant")
+    u, k = user_id(), op_key("grant")
     with sessions() as s:  # rolled back: the twin has no postings of its own
         s.begin()
         with twin_commits_first(sessions, k, u if twin_user == "same" else "someone-else", 7):
@@ -200,8 +185,7 @@ def test_a_twin_that_takes_the_key_first_turns_the_transfer_into_its_replay(sess
 
 @pytest.mark.parametrize("amount", [0, -1])
 def test_a_hold_of_nothing_is_refused(sessions, invariants, amount: int) -> None:
-    u = user()
-    topup(sessions, u, 10)
+    u = FundedWalletFactory.create(sessions=sessions, credits=10).user_id
     with pytest.raises(ValueError, match=r"^hold amount must be positive$"):
         hold(sessions, u, amount)
     assert wallet(sessions, u) == (10, 0)
@@ -209,8 +193,7 @@ def test_a_hold_of_nothing_is_refused(sessions, invariants, amount: int) -> None
 
 
 def test_a_hold_records_its_job_and_expiry_and_replays_them(sessions, invariants) -> None:
-    u, k, expires = user(), key("hold"), later(3)
-    topup(sessions, u, 10)
+    u, k, expires = FundedWalletFactory.create(sessions=sessions, credits=10).user_id, op_key("hold"), later(3)
     first = hold(sessions, u, 1, k, expires_at=expires, job_id="job_abc")
     assert (first.amount, first.expires_at, first.replayed) == (1, expires, False)
     again = hold(sessions, u, 1, k, expires_at=later(9))  # a replay answers the first expiry
@@ -230,94 +213,88 @@ def test_a_hold_records_its_job_and_expiry_and_replays_them(sessions, invariants
 # --- capture / release --------------------------------------------------------------------
 
 def test_capture_of_one_credit_and_of_the_whole_hold(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 10)
-    a, b = hold(sessions, u, 4), hold(sessions, u, 5)
-    k, job = key("capture"), key("job")
+    u = FundedWalletFactory.create(sessions=sessions, credits=10).user_id
+    a, b = (HoldFactory.create(sessions=sessions, user_id=u, amount=n) for n in (4, 5))
+    k, job = op_key("capture"), op_key("job")
     with transaction(sessions) as s:
-        one = ops.capture(s, hold_id=a.hold_id, amount=1, op_key=k, ref=job)
-    assert one == ops.Settlement(a.hold_id, "captured", 1, 3, replayed=False)
+        one = ops.capture(s, hold_id=a.id, amount=1, op_key=k, ref=job)
+    assert one == ops.Settlement(a.id, "captured", 1, 3, replayed=False)
     assert tx_row(sessions, k) == ("capture", 1, u, job,
                                    sorted([(REVENUE_GPU, 1), (wallet_account(u), -1)]))
     with transaction(sessions) as s:
-        whole = ops.capture(s, hold_id=b.hold_id, amount=5, op_key=key("capture"))
-    assert whole == ops.Settlement(b.hold_id, "captured", 5, 0, replayed=False)
+        whole = ops.capture(s, hold_id=b.id, amount=5, op_key=op_key("capture"))
+    assert whole == ops.Settlement(b.id, "captured", 5, 0, replayed=False)
     with transaction(sessions) as s:  # replay: the stored outcome, field by field
-        assert ops.capture(s, hold_id=a.hold_id, amount=1, op_key=k) == ops.Settlement(
-            a.hold_id, "captured", 1, 3, replayed=True)
+        assert ops.capture(s, hold_id=a.id, amount=1, op_key=k) == ops.Settlement(
+            a.id, "captured", 1, 3, replayed=True)
     assert wallet(sessions, u) == (10 - 1 - 5, 0)
     invariants()
 
 
 def test_capture_refusals_say_why(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 10)
-    h = hold(sessions, u, 4)
+    u = FundedWalletFactory.create(sessions=sessions, credits=10).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=4)
     with pytest.raises(ValueError, match=r"^capture of 0 must be positive$"), transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=0, op_key=key("capture"))
-    with pytest.raises(ValueError, match=rf"^capture of 5 exceeds hold {h.hold_id} of 4$"), transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=5, op_key=key("capture"))
+        ops.capture(s, hold_id=h.id, amount=0, op_key=op_key("capture"))
+    with pytest.raises(ValueError, match=rf"^capture of 5 exceeds hold {h.id} of 4$"), transaction(sessions) as s:
+        ops.capture(s, hold_id=h.id, amount=5, op_key=op_key("capture"))
     with pytest.raises(UnknownHold, match=r"^no hold -1$"), transaction(sessions) as s:
-        ops.capture(s, hold_id=-1, amount=1, op_key=key("capture"))
-    k = key("capture")
+        ops.capture(s, hold_id=-1, amount=1, op_key=op_key("capture"))
+    k = op_key("capture")
     with transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=2, op_key=k)
-    with pytest.raises(IdempotencyConflict, match=rf"^hold {h.hold_id} captured 2, replayed 3$"), \
+        ops.capture(s, hold_id=h.id, amount=2, op_key=k)
+    with pytest.raises(IdempotencyConflict, match=rf"^hold {h.id} captured 2, replayed 3$"), \
             transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=3, op_key=k)
+        ops.capture(s, hold_id=h.id, amount=3, op_key=k)
     for amount in (2, 3):  # the same amount under another key is not a replay either
         with pytest.raises(HoldClosed) as closed, transaction(sessions) as s:
-            ops.capture(s, hold_id=h.hold_id, amount=amount, op_key=key("other"))
-        assert (closed.value.hold_id, closed.value.status, closed.value.close_key) == (h.hold_id, "captured", k)
-        assert str(closed.value) == f"hold {h.hold_id} already captured by {k}"
+            ops.capture(s, hold_id=h.id, amount=amount, op_key=op_key("other"))
+        assert (closed.value.hold_id, closed.value.status, closed.value.close_key) == (h.id, "captured", k)
+        assert str(closed.value) == f"hold {h.id} already captured by {k}"
     assert wallet(sessions, u) == (8, 0)
     invariants()
 
 
 def test_capture_under_a_key_another_transaction_holds(sessions, invariants) -> None:
-    u = user()
-    used = topup(sessions, u, 10)
-    with transaction(sessions) as s:
-        used_key = s.get(LedgerTransaction, used.transaction_id).op_key
-    h = hold(sessions, u, 4)
+    used_key = op_key("topup")
+    u = FundedWalletFactory.create(sessions=sessions, credits=10, op_key=used_key).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=4)
     with pytest.raises(IdempotencyConflict, match=rf"^operation key {used_key} is already used$"), \
             transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=2, op_key=used_key)
+        ops.capture(s, hold_id=h.id, amount=2, op_key=used_key)
     assert wallet(sessions, u) == (10, 4)
     invariants()
 
 
 def test_release_defaults_to_released_and_answers_replays_field_by_field(sessions, invariants) -> None:
-    u, k = user(), key("release")
-    topup(sessions, u, 10)
-    h = hold(sessions, u, 6)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=10).user_id, op_key("release")
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=6)
     with transaction(sessions) as s:
-        first = ops.release(s, hold_id=h.hold_id, op_key=k)
-    assert first == ops.Settlement(h.hold_id, "released", 0, 6, replayed=False)
+        first = ops.release(s, hold_id=h.id, op_key=k)
+    assert first == ops.Settlement(h.id, "released", 0, 6, replayed=False)
     with transaction(sessions) as s:
-        assert s.get(Hold, h.hold_id).status == "released"
-        assert ops.release(s, hold_id=h.hold_id, op_key=k) == ops.Settlement(
-            h.hold_id, "released", 0, 6, replayed=True)
+        assert s.get(Hold, h.id).status == "released"
+        assert ops.release(s, hold_id=h.id, op_key=k) == ops.Settlement(
+            h.id, "released", 0, 6, replayed=True)
     with pytest.raises(HoldClosed) as closed, transaction(sessions) as s:
-        ops.release(s, hold_id=h.hold_id, op_key=key("expire"), expired=True)
-    assert (closed.value.hold_id, closed.value.status, closed.value.close_key) == (h.hold_id, "released", k)
+        ops.release(s, hold_id=h.id, op_key=op_key("expire"), expired=True)
+    assert (closed.value.hold_id, closed.value.status, closed.value.close_key) == (h.id, "released", k)
     with pytest.raises(UnknownHold, match=r"^no hold -2$"), transaction(sessions) as s:
-        ops.release(s, hold_id=-2, op_key=key("release"))
+        ops.release(s, hold_id=-2, op_key=op_key("release"))
     assert wallet(sessions, u) == (10, 0)
     invariants()
 
 
 def test_a_key_that_ended_one_hold_cannot_end_another(sessions, invariants) -> None:
-    u, k = user(), key("release")
-    topup(sessions, u, 10)
-    a, b = hold(sessions, u, 3), hold(sessions, u, 4)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=10).user_id, op_key("release")
+    a, b = (HoldFactory.create(sessions=sessions, user_id=u, amount=n) for n in (3, 4))
     with transaction(sessions) as s:
-        ops.release(s, hold_id=a.hold_id, op_key=k)
+        ops.release(s, hold_id=a.id, op_key=k)
     with pytest.raises(IdempotencyConflict, match=rf"^operation key {k} already ended another hold$"), \
             transaction(sessions) as s:
-        ops.release(s, hold_id=b.hold_id, op_key=k)
+        ops.release(s, hold_id=b.id, op_key=k)
     with pytest.raises(IdempotencyConflict, match=rf"^operation key {k} already ended another hold$"), \
             transaction(sessions) as s:
-        ops.capture(s, hold_id=b.hold_id, amount=1, op_key=k)
+        ops.capture(s, hold_id=b.id, amount=1, op_key=k)
     assert wallet(sessions, u) == (10, 4)
     invariants()

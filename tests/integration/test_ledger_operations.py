@@ -2,7 +2,6 @@
 and every invariant of docs/architecture.md holds after every step."""
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 import pytest
@@ -13,25 +12,14 @@ from ledger import operations as ops
 from ledger.db import transaction
 from ledger.errors import HoldClosed, IdempotencyConflict, InsufficientFunds
 from ledger.models import REVENUE_GPU, STRIPE_CLEARING, Hold, HoldStatus, LedgerTransaction, Posting, Wallet, utcnow
+from tests.factories import FundedWalletFactory, HoldFactory, op_key, user_id
 
 pytestmark = pytest.mark.integration
 
 
-def user() -> str:
-    return f"u-{secrets.token_hex(5)}"
-
-
-def key(kind: str) -> str:
-    return f"test:{kind}:{secrets.token_hex(6)}"
-
-
-def later():
-    return utcnow() + timedelta(hours=1)
-
-
-def wallet(sessions: sessionmaker[Session], user_id: str) -> tuple[int, int]:
+def wallet(sessions: sessionmaker[Session], user: str) -> tuple[int, int]:
     with transaction(sessions) as s:
-        w = s.get(Wallet, user_id)
+        w = s.get(Wallet, user)
         return (w.balance, w.held) if w else (0, 0)
 
 
@@ -40,18 +28,21 @@ def account_total(sessions: sessionmaker[Session], account: str) -> int:
         return s.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(Posting.account_id == account))
 
 
-def topup(sessions: sessionmaker[Session], user_id: str, amount: int, op_key: str | None = None) -> ops.Posted:
+def topup(sessions: sessionmaker[Session], user: str, amount: int, key: str | None = None) -> ops.Posted:
+    """The operation under test: ``ops.credit_topup`` in a transaction of its own."""
     with transaction(sessions) as s:
-        return ops.credit_topup(s, user_id=user_id, amount=amount, op_key=op_key or key("topup"), ref=key("cs"))
+        return ops.credit_topup(s, user_id=user, amount=amount, op_key=key or op_key("topup"), ref=op_key("cs"))
 
 
-def hold(sessions: sessionmaker[Session], user_id: str, amount: int, op_key: str | None = None) -> ops.HoldOutcome:
+def hold(sessions: sessionmaker[Session], user: str, amount: int, key: str | None = None) -> ops.HoldOutcome:
+    """The operation under test: ``ops.place_hold`` (expires in an hour) in a transaction of its own."""
     with transaction(sessions) as s:
-        return ops.place_hold(s, user_id=user_id, amount=amount, op_key=op_key or key("hold"), expires_at=later())
+        return ops.place_hold(s, user_id=user, amount=amount, op_key=key or op_key("hold"),
+                              expires_at=utcnow() + timedelta(hours=1))
 
 
 def test_topup_posts_balanced_double_entry(sessions, invariants) -> None:
-    u = user()
+    u = user_id()
     clearing_before = account_total(sessions, STRIPE_CLEARING)
     posted = topup(sessions, u, 500)
     assert not posted.replayed
@@ -64,7 +55,7 @@ def test_topup_posts_balanced_double_entry(sessions, invariants) -> None:
 
 
 def test_topup_replay_returns_first_outcome_and_credits_once(sessions, invariants) -> None:
-    u, k = user(), key("topup")
+    u, k = user_id(), op_key("topup")
     first = topup(sessions, u, 700, k)
     again = topup(sessions, u, 700, k)
     assert again.replayed and again.transaction_id == first.transaction_id
@@ -73,19 +64,18 @@ def test_topup_replay_returns_first_outcome_and_credits_once(sessions, invariant
 
 
 def test_topup_replay_with_another_amount_is_an_error(sessions, invariants) -> None:
-    u, k = user(), key("topup")
+    u, k = user_id(), op_key("topup")
     topup(sessions, u, 700, k)
     with pytest.raises(IdempotencyConflict):
         topup(sessions, u, 701, k)
     with pytest.raises(IdempotencyConflict):
-        topup(sessions, user(), 700, k)  # same key, another wallet
+        topup(sessions, user_id(), 700, k)  # same key, another wallet
     assert wallet(sessions, u) == (700, 0)
     invariants()
 
 
 def test_hold_reserves_and_refuses_beyond_available(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 100)
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
     hold(sessions, u, 60)
     assert wallet(sessions, u) == (100, 60)
     with pytest.raises(InsufficientFunds):
@@ -99,13 +89,12 @@ def test_hold_reserves_and_refuses_beyond_available(sessions, invariants) -> Non
 
 def test_hold_on_unknown_wallet_is_insufficient_funds(sessions, invariants) -> None:
     with pytest.raises(InsufficientFunds):
-        hold(sessions, user(), 1)
+        hold(sessions, user_id(), 1)
     invariants()
 
 
 def test_hold_replay_and_conflict(sessions, invariants) -> None:
-    u, k = user(), key("hold")
-    topup(sessions, u, 100)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=100).user_id, op_key("hold")
     first = hold(sessions, u, 30, k)
     again = hold(sessions, u, 30, k)
     assert again.replayed and again.hold_id == first.hold_id
@@ -116,12 +105,11 @@ def test_hold_replay_and_conflict(sessions, invariants) -> None:
 
 
 def test_capture_charges_and_releases_the_rest(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 100)
-    h = hold(sessions, u, 40)
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=40)
     revenue_before = account_total(sessions, REVENUE_GPU)
     with transaction(sessions) as s:
-        settled = ops.capture(s, hold_id=h.hold_id, amount=25, op_key=key("capture"), ref="job-x")
+        settled = ops.capture(s, hold_id=h.id, amount=25, op_key=op_key("capture"), ref="job-x")
     assert (settled.status, settled.captured, settled.released) == (HoldStatus.CAPTURED, 25, 15)
     assert wallet(sessions, u) == (75, 0)
     assert account_total(sessions, REVENUE_GPU) == revenue_before + 25
@@ -129,64 +117,59 @@ def test_capture_charges_and_releases_the_rest(sessions, invariants) -> None:
 
 
 def test_capture_replay_and_conflict(sessions, invariants) -> None:
-    u, k = user(), key("capture")
-    topup(sessions, u, 100)
-    h = hold(sessions, u, 40)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=100).user_id, op_key("capture")
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=40)
     with transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=10, op_key=k)
+        ops.capture(s, hold_id=h.id, amount=10, op_key=k)
     with transaction(sessions) as s:
-        again = ops.capture(s, hold_id=h.hold_id, amount=10, op_key=k)
+        again = ops.capture(s, hold_id=h.id, amount=10, op_key=k)
     assert again.replayed and again.captured == 10
     with pytest.raises(IdempotencyConflict), transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=11, op_key=k)
+        ops.capture(s, hold_id=h.id, amount=11, op_key=k)
     assert wallet(sessions, u) == (90, 0)
     invariants()
 
 
 @pytest.mark.parametrize("amount", [0, -1, 41])
 def test_capture_outside_the_hold_is_refused(sessions, invariants, amount: int) -> None:
-    u = user()
-    topup(sessions, u, 100)
-    h = hold(sessions, u, 40)
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=40)
     with pytest.raises(ValueError), transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=amount, op_key=key("capture"))
+        ops.capture(s, hold_id=h.id, amount=amount, op_key=op_key("capture"))
     assert wallet(sessions, u) == (100, 40)
     invariants()
 
 
 def test_release_frees_the_whole_hold_once(sessions, invariants) -> None:
-    u, k = user(), key("release")
-    topup(sessions, u, 100)
-    h = hold(sessions, u, 40)
+    u, k = FundedWalletFactory.create(sessions=sessions, credits=100).user_id, op_key("release")
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=40)
     with transaction(sessions) as s:
-        first = ops.release(s, hold_id=h.hold_id, op_key=k)
+        first = ops.release(s, hold_id=h.id, op_key=k)
     with transaction(sessions) as s:
-        again = ops.release(s, hold_id=h.hold_id, op_key=k)
+        again = ops.release(s, hold_id=h.id, op_key=k)
     assert (first.released, first.replayed, again.replayed) == (40, False, True)
     assert wallet(sessions, u) == (100, 0)
     invariants()
 
 
 def test_a_hold_ends_exactly_once(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 100)
-    h = hold(sessions, u, 40)
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=40)
     with transaction(sessions) as s:
-        ops.release(s, hold_id=h.hold_id, op_key=key("release"))
+        ops.release(s, hold_id=h.id, op_key=op_key("release"))
     with pytest.raises(HoldClosed), transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=10, op_key=key("capture"))
+        ops.capture(s, hold_id=h.id, amount=10, op_key=op_key("capture"))
     with pytest.raises(HoldClosed), transaction(sessions) as s:
-        ops.release(s, hold_id=h.hold_id, op_key=key("release"), expired=True)
+        ops.release(s, hold_id=h.id, op_key=op_key("release"), expired=True)
     assert wallet(sessions, u) == (100, 0)
     invariants()
 
 
 def test_expire_is_recorded_as_expired(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 50)
-    h = hold(sessions, u, 50)
+    u = FundedWalletFactory.create(sessions=sessions, credits=50).user_id
+    h = HoldFactory.create(sessions=sessions, user_id=u, amount=50)
     with transaction(sessions) as s:
-        settled = ops.release(s, hold_id=h.hold_id, op_key=key("expire"), expired=True)
+        settled = ops.release(s, hold_id=h.id, op_key=op_key("expire"), expired=True)
     assert settled.status == HoldStatus.EXPIRED
     assert wallet(sessions, u) == (50, 0)
     invariants()
@@ -194,7 +177,7 @@ def test_expire_is_recorded_as_expired(sessions, invariants) -> None:
 
 def test_caller_rollback_undoes_the_operation(sessions, invariants) -> None:
     """Each operation lives in the caller's transaction: a rollback leaves no trace."""
-    u, k = user(), key("topup")
+    u, k = user_id(), op_key("topup")
     with pytest.raises(RuntimeError), transaction(sessions) as s:
         ops.credit_topup(s, user_id=u, amount=10, op_key=k)
         raise RuntimeError("crash before commit")
@@ -204,38 +187,36 @@ def test_caller_rollback_undoes_the_operation(sessions, invariants) -> None:
     invariants()
 
 
-def move(sessions: sessionmaker[Session], user_id: str, amount: int, kind: str, op_key: str,
+def move(sessions: sessionmaker[Session], user: str, amount: int, kind: str, key: str,
          allow_debt: bool = False) -> ops.Posted:
     with transaction(sessions) as s:
-        return ops.transfer(s, user_id=user_id, amount=amount, counter=STRIPE_CLEARING, kind=kind,
-                            op_key=op_key, allow_debt=allow_debt)
+        return ops.transfer(s, user_id=user, amount=amount, counter=STRIPE_CLEARING, kind=kind,
+                            op_key=key, allow_debt=allow_debt)
 
 
 def test_debit_beyond_available_is_refused_and_writes_nothing(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 100)
-    hold(sessions, u, 60)
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
+    HoldFactory.create(sessions=sessions, user_id=u, amount=60)
     with pytest.raises(InsufficientFunds):
-        move(sessions, u, -41, ops.TxKind.ADJUST, key("adjust"))
+        move(sessions, u, -41, ops.TxKind.ADJUST, op_key("adjust"))
     assert wallet(sessions, u) == (100, 60)
-    move(sessions, u, -40, ops.TxKind.ADJUST, key("adjust"))
+    move(sessions, u, -40, ops.TxKind.ADJUST, op_key("adjust"))
     assert wallet(sessions, u) == (60, 60)
     invariants()
 
 
 def test_clawback_may_take_a_wallet_into_debt_without_breaking_its_holds(sessions, invariants) -> None:
-    u = user()
-    topup(sessions, u, 100)
-    held = hold(sessions, u, 70)
-    k = key("refund")
+    u = FundedWalletFactory.create(sessions=sessions, credits=100).user_id
+    held = HoldFactory.create(sessions=sessions, user_id=u, amount=70)
+    k = op_key("refund")
     move(sessions, u, -100, ops.TxKind.CLAWBACK, k, allow_debt=True)
     again = move(sessions, u, -100, ops.TxKind.CLAWBACK, k, allow_debt=True)
     assert again.replayed
     assert wallet(sessions, u) == (0, 70)  # available −70: in debt, hold intact
     with pytest.raises(InsufficientFunds):
-        hold(sessions, u, 1)
+        HoldFactory.create(sessions=sessions, user_id=u, amount=1)
     with transaction(sessions) as s:
-        assert s.get(Hold, held.hold_id).status == HoldStatus.OPEN
+        assert s.get(Hold, held.id).status == HoldStatus.OPEN
     with pytest.raises(IdempotencyConflict):
         move(sessions, u, -99, ops.TxKind.CLAWBACK, k, allow_debt=True)
     invariants()

@@ -11,7 +11,6 @@ from the ledger's own columns. The end-to-end versions through Stripe's stand-in
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -27,10 +26,10 @@ from ledger.models import (
     StripeCustomer,
     Topup,
     Wallet,
-    utcnow,
     wallet_account,
 )
 from pricing import load_packs
+from tests.factories import HoldFactory
 from tests.model import rates
 from tests.model.wallets import Model
 from tests.stripe_flows import transactions
@@ -330,11 +329,9 @@ def test_a_refund_failed_before_it_was_seen_takes_nothing(sessions, invariants) 
 def test_a_refund_after_the_credits_were_spent_leaves_a_debt(sessions, invariants) -> None:
     b = Buyer(sessions)
     sid, _, ch = b.buy("small")
-    with transaction(sessions) as s:  # spend 450 of the 500 credits on a job
-        h = ops.place_hold(s, user_id=b.user, amount=450, op_key=tok("hold"),
-                           expires_at=utcnow() + timedelta(hours=1))
+    h = HoldFactory.create(sessions=sessions, user_id=b.user, amount=450)  # spend 450 of the 500 credits on a job
     with transaction(sessions) as s:
-        ops.capture(s, hold_id=h.hold_id, amount=450, op_key=tok("cap"))
+        ops.capture(s, hold_id=h.id, amount=450, op_key=tok("cap"))
     assert b.refund(sid, ch, "re_" + sid, 500, "succeeded") == 500
     assert balance(sessions, b.user) == 500 - 450 - 500  # −450: a debt of what was spent
     invariants()

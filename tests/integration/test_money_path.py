@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, JobStatus, LedgerTransaction, Topup
 from ledger.reconcile import run_checks
+from tests.factories import ChargeFactory, CheckoutSessionFactory, EventFactory, user_id
 from tests.helpers import Api, db_event, wait_for
 from tests.stacks import scrape, value
 
@@ -20,16 +21,12 @@ TERMINAL = tuple(JobStatus.TERMINAL)
 
 
 
-def uid(prefix: str = "u") -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
 def funded(api: Api, pack: str = "small") -> str:
     return api.funded_user("u", pack)
 
 
 def test_checkout_completed_credits_the_pack_once(api, sessions, invariants) -> None:
-    user = uid()
+    user = user_id()
     event = api.topup(user, "medium")
     again = api.post_event(event)
     assert again.status_code == 200 and again.json()["duplicate"] is True
@@ -49,12 +46,9 @@ def test_checkout_completed_credits_the_pack_once(api, sessions, invariants) -> 
 
 
 def test_unpaid_completion_and_other_types_are_stored_and_ignored(api, sessions, invariants) -> None:
-    from emulators.stripe import events as se
-    user = uid()
-    session = se.paid_checkout_session(user_id=user, pack="small", amount_total=500)
-    session["payment_status"] = "unpaid"
-    unpaid = se.event("checkout.session.completed", session)
-    other = se.event("charge.succeeded", se.fixture("charge"))
+    user = user_id()
+    unpaid = EventFactory(obj=CheckoutSessionFactory(user=user, pack="small", payment_status="unpaid"))
+    other = EventFactory(type="charge.succeeded", obj=ChargeFactory())
     for ev in (unpaid, other):
         assert api.post_event(ev).status_code == 200
         wait_for(lambda ev=ev: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.IGNORED, 20, "ignored")
@@ -63,10 +57,8 @@ def test_unpaid_completion_and_other_types_are_stored_and_ignored(api, sessions,
 
 
 def test_amount_mismatch_is_parked_failed_not_credited(api, sessions, invariants) -> None:
-    from emulators.stripe import events as se
-    user = uid()
-    ev = se.event("checkout.session.completed",
-                  se.paid_checkout_session(user_id=user, pack="large", amount_total=500))
+    user = user_id()
+    ev = EventFactory(obj=CheckoutSessionFactory(user=user, pack="large", amount_total=500))
     assert api.post_event(ev).status_code == 200
     stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.FAILED and e,
                       20, "failed")
@@ -80,11 +72,9 @@ def wrong_mode_gauge(stack) -> float:  # type: ignore[no-untyped-def]
 
 
 def test_livemode_event_never_touches_a_test_ledger(api, stack, sessions, invariants) -> None:
-    from emulators.stripe import events as se
     before = wrong_mode_gauge(stack)
-    user = uid()
-    ev = se.event("checkout.session.completed",
-                  se.paid_checkout_session(user_id=user, pack="small", amount_total=500), livemode=True)
+    user = user_id()
+    ev = EventFactory(obj=CheckoutSessionFactory(user=user, pack="small"), livemode=True)
     assert api.post_event(ev).status_code == 200
     stored = wait_for(lambda: (e := db_event(sessions, ev["id"])) and e.status == EventStatus.WRONG_MODE and e,
                       20, "stored as wrong_mode")
@@ -148,7 +138,7 @@ def test_runpod_timeout_releases_and_bills_nothing(api, invariants) -> None:
 
 
 def test_no_credits_is_402_and_stores_nothing(api, sessions, invariants) -> None:
-    user = uid("broke")
+    user = user_id("broke")
     r = api.submit(user, "framing")
     assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_funds"
     with transaction(sessions) as s:

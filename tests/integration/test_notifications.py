@@ -11,15 +11,14 @@ from sqlalchemy import select
 
 from ledger.db import transaction
 from ledger.models import JobStatus, Notification, NotificationStatus
+from tests.factories import FundedWalletFactory
 from tests.helpers import Api, wait_for
+from tests.model import rates
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = tuple(JobStatus.TERMINAL)
 
-
-
-def funded(api: Api) -> str:
-    return api.funded_user("n")
 
 
 def submit(api: Api, user: str, emulator: dict, job_type: str = "framing", duration_s: float = 30,
@@ -47,7 +46,7 @@ def settled_row(sessions, job_id: str) -> Notification:
 
 
 def test_completed_job_notification_is_signed_stripe_style(api, stack, sessions, notify_sink, invariants) -> None:
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="n", credits=SMALL).user_id
     job_id = submit(api, user, {"execution_ms": 200})
     job = api.wait_job(job_id, TERMINAL)
     [delivery] = delivered(notify_sink, job_id)
@@ -69,7 +68,7 @@ def test_completed_job_notification_is_signed_stripe_style(api, stack, sessions,
 def test_failed_delivery_is_retried_with_the_same_event_id(api, sessions, notify_sink, invariants) -> None:
     """The app answers 500 twice: Celery retries (backoff + jitter) until a 2xx; every
     attempt carries the same event id, so the app can deduplicate (at-least-once)."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="n", credits=SMALL).user_id
     job_id = submit(api, user, {"execution_ms": 5000, "delay_ms": 0})
     notify_sink.fail_first[job_id] = 2
     api.wait_job(job_id, TERMINAL, 30)
@@ -83,15 +82,16 @@ def test_failed_delivery_is_retried_with_the_same_event_id(api, sessions, notify
     invariants()
 
 
-def test_each_terminal_state_sends_its_event_type(api, stack, notify_sink, invariants) -> None:
+def test_each_terminal_state_sends_its_event_type(api, sessions, stack, notify_sink, invariants) -> None:
     """failed → job.failed; timed_out → job.failed (object.status says timed_out);
     rejected → job.rejected; every event id unique."""
-    user = funded(api)
+    user = FundedWalletFactory.create(sessions=sessions, prefix="n", credits=SMALL).user_id
     failed = submit(api, user, {"fail": "decoder crashed", "execution_ms": 100})
     timed_out = submit(api, user, {"execution_ms": 60_000}, duration_s=1)  # funds 6 GPU-s
     for job_id in (failed, timed_out):
         api.wait_job(job_id, TERMINAL, 30)
-    poor = funded(api)  # 500 credits; each upscale 4× of 300 s holds 450: the second is rejected
+    # 500 credits; each upscale 4× of 300 s holds 450: the second is rejected
+    poor = FundedWalletFactory.create(sessions=sessions, prefix="n", credits=SMALL).user_id
     with stack.paused("worker"):
         big = [submit(api, poor, {"execution_ms": 100}, "upscale", 300, scale=4) for _ in range(2)]
     ends = {j: api.wait_job(j, TERMINAL, 30)["status"] for j in big}

@@ -8,42 +8,34 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import select, text, update
 
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Hold, Job, JobStatus, utcnow
 from ledger.reconcile import run_checks
-from pricing import JobParams, quote
-from services import lifecycle
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import wait_for
+from tests.model import rates
 from tests.runpod_truth import runpod_jobs
-from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 DEEP = "[" * 5000 + "]" * 5000  # valid JSON; json.loads raises RecursionError
 
 
 def poisoned_held_job(stack, sessions, user: str) -> tuple[str, str, int]:
     """A held job (hold placed through the ledger) whose stored input is then replaced
     by one no worker can load; stuck long enough for the sweeper. (id, nonce, hold)."""
-    cfg = stack.settings
     nonce = secrets.token_hex(8)
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = f"job_{secrets.token_hex(16)}"
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 30, "resolution": "1080p"},
-                      job_input={"nonce": nonce}, quote=q,
-                      webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)))
-    assert lifecycle.place_hold(sessions, job_id)
+    job_id = JobFactory.create(sessions=sessions, user_id=user, status=JobStatus.HELD,
+                               params={"duration_s": 30, "resolution": "1080p"}, job_input={"nonce": nonce},
+                               token_secret=stack.settings.runpod_token_secret.get_secret_value()).id
     with transaction(sessions) as s:
         s.execute(text("UPDATE jobs SET input = :deep WHERE id = :id"), {"deep": DEEP, "id": job_id})
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
-    return job_id, nonce, q.hold_credits
+    return job_id, nonce, rates.quote("framing", 30).hold  # the model's hold
 
 
 def state(sessions, job_id: str) -> tuple[str, int, bool, str, str]:
@@ -56,7 +48,7 @@ def state(sessions, job_id: str) -> tuple[str, int, bool, str, str]:
 
 
 def test_poison_job_is_parked_after_bounded_attempts(api, stack, sessions) -> None:
-    user = api.funded_user("poison")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="poison", credits=SMALL).user_id
     before = api.wallet(user)
     job_id, nonce, hold = poisoned_held_job(stack, sessions, user)
     assert api.wallet(user)["held"] == before["held"] + hold
@@ -76,7 +68,7 @@ def test_poison_job_is_parked_after_bounded_attempts(api, stack, sessions) -> No
 
 
 def test_cancel_of_a_poison_job_ends_it(api, stack, sessions) -> None:
-    user = api.funded_user("poison")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="poison", credits=SMALL).user_id
     before = api.wallet(user)
     job_id, _, _ = poisoned_held_job(stack, sessions, user)
     r = api.http.post(f"{api.base}/v1/jobs/{job_id}/cancel", timeout=10)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from emulators.stripe import events as se
 from ledger.db import transaction
 from ledger.models import Job, StripeEvent
+from tests.factories import EventFactory
 
 pytestmark = pytest.mark.integration
 
@@ -97,15 +98,10 @@ def test_unknown_wallet_reads_as_zeros(api) -> None:
     assert api.wallet(user) == {"user_id": user, "balance": 0, "held": 0, "available": 0, "status": "active"}
 
 
-def _event() -> dict:
-    return se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"s-{secrets.token_hex(4)}", pack="small", amount_total=500))
-
-
 @pytest.mark.parametrize("case", ["missing", "forged", "wrong_secret", "stale", "future", "altered", "garbage"])
 def test_bad_stripe_signatures_are_400_and_store_nothing(api, sessions, case) -> None:
     before = counts(sessions)
-    body = _event()
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     payload, headers = se.signed(body, api.secret)
     if case == "missing":
         headers.pop("Stripe-Signature")
@@ -136,7 +132,7 @@ def test_signed_but_malformed_events_are_400(api, sessions, raw) -> None:
 
 
 def test_duplicate_stripe_delivery_is_200_and_stored_once(api, sessions) -> None:
-    body = _event()
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     first, second = api.post_event(body), api.post_event(body)
     assert (first.status_code, second.status_code) == (200, 200)
     assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)

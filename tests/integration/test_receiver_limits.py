@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emulators.stripe import events as se
 from ledger.db import transaction
+from tests.factories import CheckoutSessionFactory, EventFactory
 from tests.integration.test_receiver_input import counts, error
 
 pytestmark = pytest.mark.integration
@@ -86,8 +87,7 @@ def test_chunked_stripe_event_over_a_mebibyte_is_413_and_never_verified(api, ses
     """The signature is valid over the first MiB: a receiver that cut the body would
     verify that prefix and store the event."""
     before = counts(sessions)
-    body = se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"c-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     raw = json.dumps(body, separators=(",", ":")).encode()
     raw = raw + b" " * (MIB - len(raw))
     headers = {"Stripe-Signature": se.stripe.WebhookSignature.generate_signature_header(raw.decode(), api.secret)}
@@ -138,8 +138,7 @@ def _v1(payload: bytes, secret: str, t: int) -> str:
 def test_stripe_signature_with_odd_timestamp_items_is_verified_as_the_sdk_reads_it(api, sessions) -> None:
     """Repro 4a: ``v1=<sig>, t=²,t=<t>`` — the SDK reads the exact ``t`` item (the one
     after the comma without a space), and so must the future check: 200, stored once."""
-    body = se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"sig-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     payload, headers = se.signed(body, api.secret)
     t = int(headers["Stripe-Signature"].split(",")[0][2:])
     headers["Stripe-Signature"] = f"{_v1(payload, api.secret, t)}, t=²,t={t}"
@@ -155,8 +154,7 @@ def test_duplicated_t_cannot_smuggle_a_future_timestamp_past_the_check(api, sess
     import time
 
     before = counts(sessions)
-    body = se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"sig-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     payload, _ = se.signed(body, api.secret)
     now = int(time.time())
     later = now + 100_000
@@ -179,8 +177,7 @@ def test_a_user_id_with_a_trailing_newline_is_refused_everywhere(api, sessions) 
     user = f"dave-{secrets.token_hex(4)}"
     r = api.http.get(f"{api.base}/v1/wallets/{user}%0A", timeout=10)
     assert error(r, 422)["code"] == "invalid_request"
-    event = se.event("checkout.session.completed",
-                     se.paid_checkout_session(user_id=user + "\n", pack="small", amount_total=500))
+    event = EventFactory(obj=CheckoutSessionFactory(user=user + "\n", pack="small"))
     assert api.post_event(event).status_code == 200
     assert settle(sessions, [event["id"]]) == {event["id"]: EventStatus.FAILED}
     with transaction(sessions) as s:
@@ -201,8 +198,7 @@ def test_generated_signature_headers_never_5xx(api, sessions, items) -> None:
     and a 200 only when the SDK itself verifies the header."""
     import time
 
-    body = se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"h-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     payload, _ = se.signed(body, api.secret)
     now = str(int(time.time()))
     sig = _v1(payload, api.secret, int(now)).split("=", 1)[1]
@@ -233,8 +229,7 @@ def test_a_non_ascii_v1_signature_is_400_not_500(api, sessions) -> None:
     import time
 
     before = counts(sessions)
-    body = se.event("checkout.session.completed",
-                    se.paid_checkout_session(user_id=f"na-{secrets.token_hex(4)}", pack="small", amount_total=500))
+    body = EventFactory()  # a paid checkout.session.completed (pack small)
     payload, _ = se.signed(body, api.secret)
     r = api.post_stripe_raw(payload, {"Content-Type": "application/json",
                                       "Stripe-Signature": f"t={int(time.time())},v1=²"})

@@ -19,7 +19,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from base import queues
-from emulators.stripe import events as stripe_events
 from ledger import locks, operations as ops, topups
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.invariants import CHECKS
@@ -39,6 +38,7 @@ from ledger.models import (
 from ledger.reconcile import all_checks, check_name, run_checks, snapshot
 from ledger.reconcile_runs import nightly
 from pricing import JobParams, load_packs, quote
+from tests.factories import CheckoutSessionFactory, EventFactory
 from tests.helpers import wait_for
 from tests.integration.operator_support import gpubill, own_database, summary_rows
 
@@ -56,9 +56,7 @@ N_CHECKS = len(all_checks())
 
 def paid_event(s: Session, user: str) -> str:
     """A processed checkout.session.completed (paid) event; returns its session id."""
-    pack = load_packs()["small"]
-    ev = stripe_events.event("checkout.session.completed", stripe_events.paid_checkout_session(
-        user_id=user, pack="small", amount_total=pack.price))
+    ev = EventFactory(obj=CheckoutSessionFactory(user=user, pack="small"))
     s.add(StripeEvent(id=ev["id"], type=ev["type"], livemode=False, api_version=None,
                       payload=json.dumps(ev), status="processed", attempts=1,
                       received_at=utcnow(), processed_at=utcnow()))

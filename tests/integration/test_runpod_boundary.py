@@ -15,15 +15,17 @@ from sqlalchemy import select, update
 
 from gateways.runpod import RunPodGateway
 from ledger.db import transaction
-from ledger.jobs import new_job
 from ledger.models import Job, JobStatus, RunPodJob, utcnow
 from pricing import JobParams, charge, quote
 from services import lifecycle
+from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import wait_for
+from tests.model import rates
 from tests.runpod_truth import runpod_jobs
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 
 
@@ -43,7 +45,7 @@ def drained(cfg, sessions, nonces, job_ids: list[str]) -> list[dict] | None:
 
 
 def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, invariants) -> None:
-    user = api.funded_user("rp")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="rp", credits=SMALL).user_id
     scripts = [["timeout"], [503], [502, 503], [500], []]
     nonces = {secrets.token_hex(8): lost for lost in scripts}
     job_ids = {}
@@ -98,7 +100,7 @@ def test_dispatch_attempts_are_bounded_with_republishes(api, stack, sessions, in
     """GPUBILL_DISPATCH_MAX_RETRIES = 3: at most 4 /run calls per job in all. A job whose
     dispatch counter already reached the bound (e.g. earlier task chains, the sweeper's
     re-publishes) is failed and released at its next dispatch, never sent again."""
-    user = api.funded_user("rp")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="rp", credits=SMALL).user_id
     nonce = secrets.token_hex(8)
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"run_errors": ["timeout"] * 8}})
     job_id = r.json()["job_id"]
@@ -124,18 +126,14 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     is a stray, cancelled (its first two /cancel calls fail: without the retry it is never
     settled) and written off."""
     cfg = stack.settings
-    user = api.funded_user("kill")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="kill", credits=SMALL).user_id
     nonce = secrets.token_hex(8)
     q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = f"job_{secrets.token_hex(16)}"
+    job_id = JobFactory.create(  # requested, then held by lifecycle.place_hold as the worker does
+        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
+        job_input={"nonce": nonce, "emulator": {"execution_ms": 6000, "cancel_errors": [503, 502]}},
+        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
     token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
-    with transaction(sessions) as s:
-        s.add(new_job(job_id=job_id, user_id=user, job_type="framing",
-                      params={"duration_s": 30, "resolution": "1080p"},
-                      job_input={"nonce": nonce, "emulator": {"execution_ms": 6000,
-                                                              "cancel_errors": [503, 502]}},
-                      quote=q, webhook_token=token))
-    assert lifecycle.place_hold(sessions, job_id)
     order = lifecycle.dispatch_order(sessions, job_id)
     gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
     first = gateway.run(order.endpoint_id, order.job_input,

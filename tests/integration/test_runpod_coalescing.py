@@ -14,15 +14,18 @@ import requests
 from ledger.db import transaction
 from ledger.models import Job, JobStatus
 from pricing import JobParams, charge, quote
+from tests.factories import FundedWalletFactory
 from tests.helpers import wait_for
+from tests.model import rates
 from tests.runpod_truth import runpod_jobs
 
 pytestmark = pytest.mark.integration
+SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 
 
 def test_repeated_callbacks_within_the_window_cost_one_status_call(api, stack, sessions) -> None:
     cfg = stack.settings
-    user = api.funded_user("coal")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="coal", credits=SMALL).user_id
     nonce = secrets.token_hex(8)
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 6000}})
     job_id = r.json()["job_id"]

@@ -11,6 +11,7 @@ from gateways.stripe import StripeGateway
 from ledger import operations as ops
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, ReversalStatus, utcnow
+from tests.factories import HoldFactory
 from tests.helpers import Api, db_event
 from tests.stacks import scrape, value
 from tests.stripe_flows import (
@@ -90,16 +91,14 @@ def test_refund_before_the_credit_waits_then_applies(api, sessions, invariants) 
 
 def test_claw_back_may_cause_debt_but_never_breaks_an_open_hold(api, sessions, invariants) -> None:
     user, session_id = bought(api, "small")
-    with transaction(sessions) as s:
-        hold = ops.place_hold(s, user_id=user, amount=120, op_key=f"test:{user}:hold",
-                              expires_at=utcnow() + timedelta(minutes=5))
+    hold = HoldFactory.create(sessions=sessions, user_id=user, amount=120, expires_at=utcnow() + timedelta(minutes=5))
     result = api.stripe.refund(session_id)  # all 500 back
     settle(sessions, event_ids(result))
     w = api.wallet(user)
     assert (w["balance"], w["held"], w["available"]) == (0, 120, -120)
     with transaction(sessions) as s:
-        assert s.get(Hold, hold.hold_id).status == HoldStatus.OPEN
-        ops.capture(s, hold_id=hold.hold_id, amount=50, op_key=f"test:{user}:capture")
+        assert s.get(Hold, hold.id).status == HoldStatus.OPEN
+        ops.capture(s, hold_id=hold.id, amount=50, op_key=f"test:{user}:capture")
     assert api.wallet(user)["balance"] == -50  # in debt
     assert api.submit(user, "framing").status_code == 402  # no new holds until topped up
     invariants()

@@ -6,7 +6,6 @@ violation. Runs ``process_event`` as the worker does, on a database of the test'
 (the stack's sweeper must not deliver these rows), without a stack: about 1 s."""
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,13 +14,13 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from emulators.stripe import events as se, objects
 from ledger import topups
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import EventStatus, StripeEvent, Wallet, utcnow
 from ledger.reconcile import run_checks
 from pricing import load_packs
 from services import stripe_events
+from tests.factories import CheckoutSessionFactory, EventFactory, RefundFactory, StripeEventFactory
 
 pytestmark = pytest.mark.integration
 DAY = 24 * 3600.0
@@ -34,15 +33,10 @@ def factory(new_database) -> Iterator[sessionmaker[Session]]:  # type: ignore[no
     engine.dispose()
 
 
-def early_refund(factory: sessionmaker[Session], charge: str, cents: int) -> str:
-    """A stored ``refund.created`` of ``cents`` on ``charge``, before its top-up exists."""
-    ev = se.event("refund.created", objects.refund(amount=cents, currency="usd", charge_id=charge,
-                                                   payment_intent=f"pi_{charge}"))
-    with transaction(factory) as s:
-        s.add(StripeEvent(id=ev["id"], type=ev["type"], livemode=False, api_version=None,
-                          payload=json.dumps(ev), status=EventStatus.RECEIVED, attempts=0,
-                          received_at=utcnow()))
-    return ev["id"]
+def early_refund(factory: sessionmaker[Session], charge: str) -> str:
+    """A stored ``refund.created`` of 100 cents on ``charge``, before its top-up exists."""
+    refund = RefundFactory(amount=100, charge=charge, payment_intent=f"pi_{charge}")
+    return StripeEventFactory.create(sessions=factory, event=EventFactory(type="refund.created", obj=refund)).id
 
 
 def deliver(factory: sessionmaker[Session], event_id: str) -> str | None:
@@ -51,7 +45,7 @@ def deliver(factory: sessionmaker[Session], event_id: str) -> str | None:
 
 def test_a_waiting_refund_outlasts_its_attempts_and_applies_when_the_topup_arrives(factory) -> None:
     charge, user, pack = f"ch_{secrets.token_hex(6)}", f"w-{secrets.token_hex(4)}", load_packs()["small"]
-    event_id = early_refund(factory, charge, 100)
+    event_id = early_refund(factory, charge)
     for _ in range(5):  # well past max_attempts = 2: still waiting, not parked
         assert deliver(factory, event_id) == stripe_events.PENDING
     with transaction(factory) as s:  # the payment arrives, credited
@@ -66,7 +60,7 @@ def test_a_waiting_refund_outlasts_its_attempts_and_applies_when_the_topup_arriv
 
 
 def test_it_parks_only_after_stripes_retry_window_and_reconcile_names_it(factory) -> None:
-    event_id = early_refund(factory, f"ch_{secrets.token_hex(6)}", 100)
+    event_id = early_refund(factory, f"ch_{secrets.token_hex(6)}")
     for _ in range(3):
         assert deliver(factory, event_id) == stripe_events.PENDING
     with transaction(factory) as s:  # three days later, still nothing to refund against
@@ -84,25 +78,18 @@ def test_a_parked_refund_is_revived_and_applied_when_its_topup_is_paid(factory) 
     """Parked after the window, the refund is not left for an operator: the payment's
     ``checkout.session.completed`` revives it (due at once for the outbox sweeper) and
     the next delivery claws back its share once."""
-    user, pack = f"w-{secrets.token_hex(4)}", load_packs()["small"]
-    session = se.paid_checkout_session(user_id=user, pack="small", amount_total=pack.price)
+    user = f"w-{secrets.token_hex(4)}"
+    session = CheckoutSessionFactory(user=user, pack="small")
     charge = f"ch_{secrets.token_hex(6)}"
-    ev = se.event("refund.created", objects.refund(amount=100, currency="usd", charge_id=charge,
-                                                   payment_intent=session["payment_intent"]))
-    with transaction(factory) as s:
-        s.add(StripeEvent(id=ev["id"], type=ev["type"], livemode=False, api_version=None,
-                          payload=json.dumps(ev), status=EventStatus.RECEIVED, attempts=0,
-                          received_at=utcnow() - timedelta(seconds=3 * DAY + 1)))
+    ev = EventFactory(type="refund.created", obj=RefundFactory(amount=100, charge=charge,
+                                                               payment_intent=session["payment_intent"]))
+    StripeEventFactory.create(sessions=factory, event=ev, received_at=utcnow() - timedelta(seconds=3 * DAY + 1))
     for _ in range(2):
         deliver(factory, ev["id"])
     with transaction(factory) as s:
         assert s.get(StripeEvent, ev["id"]).status == EventStatus.FAILED  # parked
-    paid = se.event("checkout.session.completed", session)
-    with transaction(factory) as s:
-        s.add(StripeEvent(id=paid["id"], type=paid["type"], livemode=False, api_version=None,
-                          payload=json.dumps(paid), status=EventStatus.RECEIVED, attempts=0,
-                          received_at=utcnow()))
-    assert deliver(factory, paid["id"]) == EventStatus.PROCESSED
+    paid = StripeEventFactory.create(sessions=factory, event=EventFactory(obj=session))
+    assert deliver(factory, paid.id) == EventStatus.PROCESSED
     with transaction(factory) as s:
         revived = s.get(StripeEvent, ev["id"])
         assert (revived.status, revived.republish_at) == (EventStatus.RECEIVED, None)

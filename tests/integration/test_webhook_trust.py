@@ -14,12 +14,14 @@ import secrets
 import pytest
 import requests
 
+from tests.factories import FundedWalletFactory
 from tests.helpers import Api
 from tests.model import rates as model
 from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
+SMALL = model.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
 TERMINAL = ("completed", "failed", "cancelled", "expired", "lost", "rejected")
 EXECUTION_MS = 4000
 
@@ -30,9 +32,9 @@ EXECUTION_MS = 4000
     {"status": "FAILED", "executionTime": 1, "delayTime": 1, "error": "forged"},
     {"status": "CANCELLED"},
 ])
-def test_forged_callback_for_a_running_job_changes_no_money(api: Api, stack, invariants,
+def test_forged_callback_for_a_running_job_changes_no_money(api: Api, sessions, stack, invariants,
                                                              forged: dict) -> None:
-    user = api.funded_user("trust")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="trust", credits=SMALL).user_id
     nonce = secrets.token_hex(6)
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": EXECUTION_MS}})
     assert r.status_code == 202, r.text
@@ -59,12 +61,12 @@ def test_forged_callback_for_a_running_job_changes_no_money(api: Api, stack, inv
     invariants()
 
 
-def test_callback_naming_a_runpod_job_runpod_does_not_know_is_ignored(api: Api, stack, invariants) -> None:
+def test_callback_naming_a_runpod_job_runpod_does_not_know_is_ignored(api: Api, sessions, stack, invariants) -> None:
     """A tokened callback for a job still ``held`` (its /run not answered yet) that names
     a RunPod id RunPod does not know must not be adopted as the job's work (the job would
     then end ``lost`` on RunPod's 404): the job runs and is billed from the stand-in's
     ground truth (found by the simulation, seed 3)."""
-    user = api.funded_user("trust")
+    user = FundedWalletFactory.create(sessions=sessions, prefix="trust", credits=SMALL).user_id
     nonce = secrets.token_hex(6)
     # Two /run calls hang past the 2 s client timeout: the job stays held meanwhile.
     r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 300,
