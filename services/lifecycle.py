@@ -11,13 +11,16 @@ User cancels and hold expiry live in ``services.stops``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
+from base.after_commit import publish_after_commit
 from gateways import runpod_metrics
 from ledger import operations as ops
 from ledger.db import rows_matched, transaction
@@ -27,6 +30,7 @@ from ledger.models import Job, JobStatus, utcnow
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
 from pricing.ratecard import Lifetimes
 from services import notifications, runpod_jobs
+from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +85,17 @@ def lifetimes_of(job: Job) -> Lifetimes:
 
 
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
-    """Hold the job's quoted maximum. True when the job is held (now or before) and so
-    should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
+    """Hold the job's quoted maximum. True when the job is held (now or before); its
+    ``jobs.dispatch`` is then published at commit. A wallet that cannot cover it ends
+    the job ``rejected``."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
             log.warning("place_hold: no job %s", job_id)
             return False
         if job.status != JobStatus.REQUESTED:
+            if job.status == JobStatus.HELD:  # a redelivery: dispatch (again) is harmless
+                publish_after_commit(s, queues.DISPATCH, job.id)
             return job.status == JobStatus.HELD
         if job.stop_requested_at is not None:  # cancelled before its hold
             finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
@@ -103,6 +110,7 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
             return False
         job.status, job.hold_id, job.held_at, job.updated_at = (
             JobStatus.HELD, hold.hold_id, utcnow(), utcnow())
+        publish_after_commit(s, queues.DISPATCH, job.id)
         return True
 
 
@@ -146,7 +154,8 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str,
 def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
     """held → dispatched with RunPod's id (recorded in ``runpod_jobs`` as billed). True
     also when a callback already adopted that id; False if the job left ``held``
-    otherwise — the id is then recorded as a stray and the caller cancels it."""
+    otherwise — the id is then recorded as a stray, its cancel published at commit
+    (``runpod_jobs.record_stray``)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
@@ -303,3 +312,14 @@ def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
         finish(s, job, JobStatus.CANCELLED, "cancelled by the user")
     else:
         release(s, job, JobStatus.CANCELLED, "cancelled by the user")
+
+
+def _stuck(status: str) -> Callable[[datetime], ColumnElement[bool]]:
+    """Jobs in ``status``, no cancel pending (``stops.OUTBOX``), unchanged since a cutoff."""
+    return lambda cutoff: and_(Job.status == status, Job.updated_at < cutoff,
+                               or_(Job.stop_reason.is_(None), Job.stop_reason != STOP_CANCEL))
+
+
+# Outbox entries (``services.outbox``): a job requested or held but not moved on.
+OUTBOX = (Outbox(queues.PLACE_HOLD, Job, _stuck(JobStatus.REQUESTED), (Job.id,), Job.republishes, Job.republish_at),
+          Outbox(queues.DISPATCH, Job, _stuck(JobStatus.HELD), (Job.id,), Job.republishes, Job.republish_at))

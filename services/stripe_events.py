@@ -21,9 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
 from base.ids import USER_ID  # the one user-id type, a full match (issue 15)
 from ledger import topups
 from ledger.db import transaction
@@ -31,6 +32,7 @@ from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
 from ledger.topups import NotYet, Rejected
 from pricing import load_packs
 from services import stripe_refunds, stripe_subscriptions
+from services.outbox import Outbox
 from services.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
@@ -216,3 +218,12 @@ def record_failure(factory: sessionmaker[Session], event_id: str, error: str) ->
         if event is not None and event.status == EventStatus.RECEIVED:
             event.status, event.last_error = EventStatus.FAILED, error[:2000]
             event.attempts += 1
+
+
+# Outbox entry (``services.outbox``): an event stored (or revived, or set back by a
+# replay) but not applied.
+OUTBOX = (
+    Outbox(queues.PROCESS_STRIPE_EVENT, StripeEvent, lambda cutoff: and_(
+        StripeEvent.status == EventStatus.RECEIVED, StripeEvent.received_at < cutoff),
+        (StripeEvent.id,), StripeEvent.republishes, StripeEvent.republish_at),
+)

@@ -60,8 +60,7 @@ def _claim(job_id: str, claimed: str) -> None:
         log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
                     job_id, claimed)
         return
-    if runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True) == runpod_jobs.STRAY:
-        context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
+    runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True)  # a stray's cancel: at commit
 
 
 def _runpod_knows(endpoint_id: str, runpod_job_id: str) -> bool:
