@@ -1,4 +1,9 @@
-"""RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle."""
+"""RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle.
+
+A stray found by a callback has its cancel published by ``runpod_jobs.claim``'s
+transaction (``base.after_commit``); nothing here publishes. A refresh coalesced into a
+later one is ``self.retry`` (Celery's own re-scheduling), not a publish.
+"""
 from __future__ import annotations
 
 import logging

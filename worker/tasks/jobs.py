@@ -1,4 +1,9 @@
-"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire."""
+"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire.
+
+Follow-up work is published by the services, in the transaction that makes it due
+(``base.after_commit``): a hold's dispatch (``lifecycle.place_hold``), a stray's cancel
+(``runpod_jobs.record_stray``), a terminal job's notification. No task here publishes.
+"""
 from __future__ import annotations
 
 import logging
