@@ -42,18 +42,18 @@ def pending_outbox(factory: sessionmaker[Session], older_than_s: float,
     RunPod job id), notifications still to send; at most ``BATCH`` rows per entry.
 
     A row handed out here is not handed out again before its backoff
-    (``republish_after_s``) has passed, counted per row (``_back_off``)."""
+    (``republish_after_s``) has passed, counted per row (``_back_off``). Every entry is
+    read before any row is updated, so the row locks are held only for the UPDATEs at
+    the end of the transaction (two sweepers on one database wait on each other briefly)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than_s)
-    work: list[tuple[str, ...]] = []
     with transaction(factory) as s:
-        for entry in registry or REGISTRY:
-            rows = s.execute(select(entry.model.id, entry.tries, *entry.args).where(
-                entry.pending(cutoff), or_(entry.due_at.is_(None), entry.due_at <= now))
-                .limit(BATCH)).all()
+        found = [(entry, s.execute(select(entry.model.id, entry.tries, *entry.args).where(
+            entry.pending(cutoff), or_(entry.due_at.is_(None), entry.due_at <= now)).limit(BATCH)).all())
+            for entry in registry or REGISTRY]
+        for entry, rows in found:
             _back_off(s, entry, [(row[0], row[1]) for row in rows], now, older_than_s)
-            work += [(entry.task, *(str(arg) for arg in row[2:])) for row in rows]
-    return work
+    return [(entry.task, *(str(arg) for arg in row[2:])) for entry, rows in found for row in rows]
 
 
 def _back_off(s: Session, entry: Outbox, rows: list[tuple[str, int]], now: datetime,
