@@ -27,8 +27,9 @@ def intake_engine(url: str) -> Engine:
 
 
 def store_stripe_event(conn: Connection, *, event_id: str, type: str, livemode: bool,
-                       api_version: str | None, payload: str) -> str | None:
-    """Store a verified Stripe event with its raw body, keyed by ``evt_`` id, and commit.
+                       api_version: str | None, payload: str, commit: bool = True) -> str | None:
+    """Store a verified Stripe event with its raw body, keyed by ``evt_`` id, and commit
+    (``commit=False``: the caller's transaction — e.g. a session's — commits it).
 
     Returns None when it is new (stored ``received``), or the status of the copy already
     stored (a duplicate delivery changes nothing). Raises SQLAlchemy's
@@ -39,5 +40,6 @@ def store_stripe_event(conn: Connection, *, event_id: str, type: str, livemode: 
         "payload": payload, "status": EventStatus.RECEIVED, "attempts": 0, "republishes": 0,
         "received_at": utcnow()}).scalar_one_or_none()
     status = None if new is not None else conn.execute(_STATUS, {"p_id": event_id}).scalar_one()
-    conn.commit()  # SQLite's transaction; a no-op without a round trip in autocommit
+    if commit:
+        conn.commit()  # SQLite's transaction; a no-op without a round trip in autocommit
     return status

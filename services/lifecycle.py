@@ -11,21 +11,25 @@ User cancels and hold expiry live in ``services.stops``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
+from base.after_commit import publish_after_commit
 from gateways import runpod_metrics
 from ledger import operations as ops, transitions as t
-from ledger.db import rows_matched, transaction
+from ledger.db import transaction
 from ledger.errors import InsufficientFunds, UnknownHold
 from ledger.jobs import capture_key, expire_key, hold_key, job_quote, lifetimes_of, release_key
 from ledger.models import Job, JobStatus, StopReason, utcnow
 from pricing import cancel_charge, card_by_version, charge, runpod_billed_usd, runpod_cost_usd
 from services import notifications, runpod_jobs
+from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +65,17 @@ def release(s: Session, job: Job, step: t.Transition, error: str | None, *,
 
 
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
-    """Hold the job's quoted maximum. True when the job is held (now or before) and so
-    should be dispatched; a wallet that cannot cover it ends the job ``rejected``."""
+    """Hold the job's quoted maximum. True when the job is held (now or before); its
+    ``jobs.dispatch`` is then published at commit. A wallet that cannot cover it ends
+    the job ``rejected``."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
             log.warning("place_hold: no job %s", job_id)
             return False
         if job.status not in t.HOLD.sources:
+            if job.status == t.HOLD.target:  # a redelivery: dispatch (again) is harmless
+                publish_after_commit(s, queues.DISPATCH, job.id)
             return job.status == t.HOLD.target
         if job.stop_requested_at is not None:  # cancelled before its hold
             finish(s, job, t.CANCEL_BEFORE_RUN, "cancelled by the user")
@@ -83,6 +90,7 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
             return False
         t.move(job, t.HOLD)
         job.hold_id, job.held_at, job.updated_at = hold.hold_id, utcnow(), utcnow()
+        publish_after_commit(s, queues.DISPATCH, job.id)
         return True
 
 
@@ -126,7 +134,8 @@ def dispatch_order(factory: sessionmaker[Session], job_id: str,
 def record_dispatch(factory: sessionmaker[Session], job_id: str, runpod_job_id: str) -> bool:
     """held → dispatched with RunPod's id (recorded in ``runpod_jobs`` as billed). True
     also when a callback already adopted that id; False if the job left ``held``
-    otherwise — the id is then recorded as a stray and the caller cancels it."""
+    otherwise — the id is then recorded as a stray, its cancel published at commit
+    (``runpod_jobs.record_stray``)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
@@ -146,46 +155,6 @@ def fail_before_run(factory: sessionmaker[Session], job_id: str, reason: str) ->
         job = locked_job(s, job_id)
         if job is not None and job.status in t.FAIL_BEFORE_RUN.sources:
             release(s, job, t.FAIL_BEFORE_RUN, reason)
-
-
-def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
-    """The RunPod endpoint id of ``job_id`` (which exists; else ``LookupError``)."""
-    with transaction(factory) as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise LookupError(f"no job {job_id}")
-        return job.endpoint_id
-
-
-def lead_refresh(factory: sessionmaker[Session], job_id: str, window_s: float) -> bool:
-    """Coalesce /status refreshes (issue 11): True if this caller schedules the job's
-    refresh ``window_s`` from now (none is due yet); False if one is already due within
-    the window — it will read RunPod's status after this callback, so skip."""
-    now = utcnow()
-    with transaction(factory) as s:
-        led = s.execute(update(Job).where(
-            Job.id == job_id, or_(Job.refresh_due_at.is_(None), Job.refresh_due_at <= now))
-            .values(refresh_due_at=now + timedelta(seconds=window_s)))
-        return bool(rows_matched(led))
-
-
-class NotDispatchedYet(Exception):
-    """RunPod called back before the dispatch recorded its job id (a very fast job)."""
-
-
-def tracked(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
-    """(endpoint_id, runpod_job_id) of a job RunPod is running, else None.
-
-    Raises ``NotDispatchedYet`` for a job still ``held``: its callback may have beaten
-    ``record_dispatch`` to the database, so the caller retries shortly.
-    """
-    with transaction(factory) as s:
-        job = s.get(Job, job_id)
-        if job is not None and job.status == JobStatus.HELD:
-            raise NotDispatchedYet(job_id)
-        if job is None or job.status not in JobStatus.RUNNING or not job.runpod_job_id:
-            return None
-        return job.endpoint_id, job.runpod_job_id
 
 
 def apply_status(factory: sessionmaker[Session], job_id: str,
@@ -284,3 +253,14 @@ def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
         finish(s, job, t.CANCEL, "cancelled by the user")
     else:
         release(s, job, t.CANCEL, "cancelled by the user")
+
+
+def _stuck(status: str) -> Callable[[datetime], ColumnElement[bool]]:
+    """Jobs in ``status``, no cancel pending (``stops.OUTBOX``), unchanged since a cutoff."""
+    return lambda cutoff: and_(Job.status == status, Job.updated_at < cutoff,
+                               or_(Job.stop_reason.is_(None), Job.stop_reason != StopReason.CANCEL))
+
+
+# Outbox entries (``services.outbox``): a job requested or held but not moved on.
+OUTBOX = (Outbox(queues.PLACE_HOLD, Job, _stuck(JobStatus.REQUESTED), (Job.id,), Job.republishes, Job.republish_at),
+          Outbox(queues.DISPATCH, Job, _stuck(JobStatus.HELD), (Job.id,), Job.republishes, Job.republish_at))

@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 import requests
+from sqlalchemy import and_
 from sqlalchemy.orm import Session, sessionmaker
 
 from base import queues
@@ -27,6 +28,7 @@ from base.settings import get_settings
 from ledger.db import transaction as db_transaction
 from ledger.jobs import add_notification
 from ledger.models import Job, Notification, NotificationStatus, utcnow
+from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Gpubill-Signature"
@@ -103,3 +105,12 @@ def settle(factory: sessionmaker[Session], event_id: str, status: str,
             row.next_attempt_at = now + timedelta(seconds=retry_in_s)
     if status == NotificationStatus.FAILED:
         log.error("notification %s given up after retries: %s", event_id, error)
+
+
+# Outbox entry (``services.outbox``): a notification still to send whose next attempt is
+# overdue. ``notify.send`` counts its own attempts: the sweep only pushes the next one back.
+OUTBOX = (
+    Outbox(queues.SEND_NOTIFICATION, Notification, lambda cutoff: and_(
+        Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at < cutoff),
+        (Notification.id,), Notification.attempts, Notification.next_attempt_at, counted=False),
+)

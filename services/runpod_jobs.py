@@ -9,11 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import and_
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
+from base.after_commit import publish_after_commit
 from ledger import transitions as t
 from ledger.db import transaction
 from ledger.models import Job, RunPodJob, RunPodRole, RunPodState, utcnow
+from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
 BILLED, STRAY = RunPodRole.BILLED, RunPodRole.STRAY
@@ -34,14 +38,17 @@ def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
 
 
 def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
-    """In the caller's transaction: record ``runpod_job_id`` as a stray of ``job``.
-    False when that id is already recorded (billed or stray)."""
+    """In the caller's transaction: record ``runpod_job_id`` as a stray of ``job`` and
+    publish its ``jobs.cancel_stray`` (job id, endpoint id, RunPod id) at commit.
+    False when that id is already recorded (billed or stray): whoever recorded it
+    published its cancel, and the outbox sweeper re-publishes an open stray's."""
     if s.get(RunPodJob, runpod_job_id) is not None:
         return False
     log.warning("job %s: RunPod job %s is a stray (not the billed %s); cancelling it",
                 job.id, runpod_job_id, job.runpod_job_id)
     s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
                     role=STRAY, state=OPEN, recorded_at=utcnow()))
+    publish_after_commit(s, queues.CANCEL_STRAY, job.id, job.endpoint_id, runpod_job_id)
     return True
 
 
@@ -51,7 +58,7 @@ def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, ch
     asked RunPod about it outside this row lock and calls again with ``checked``; then
     a ``held`` job whose /run answer never came adopts it (``adopted``: it is our job's
     work, and money still follows the /status re-fetch), and any other is recorded as a
-    stray (``stray``: the caller cancels it). None: no such job."""
+    stray (``stray``: its cancel is published at commit). None: no such job."""
     with transaction(factory) as s:
         job = s.get(Job, job_id, with_for_update=True, populate_existing=True)
         if job is None:
@@ -80,3 +87,13 @@ def settle_stray(factory: sessionmaker[Session], runpod_job_id: str,
             if isinstance(status.get(key), int):
                 setattr(row, column, status[key])
         row.state, row.settled_at = SETTLED, utcnow()
+
+
+# Outbox entry (``services.outbox``): an open stray whose cancel may have been lost with
+# its worker (a SIGKILL) — it would run on RunPod unbilled for the visibility timeout.
+OUTBOX = (
+    Outbox(queues.CANCEL_STRAY, RunPodJob, lambda cutoff: and_(
+        RunPodJob.role == STRAY, RunPodJob.state == OPEN, RunPodJob.recorded_at < cutoff),
+        (RunPodJob.job_id, RunPodJob.endpoint_id, RunPodJob.id),
+        RunPodJob.republishes, RunPodJob.republish_at),
+)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
 from ledger import transitions as t
 from ledger.db import transaction
-from ledger.jobs import db_utcnow
-from ledger.models import Hold, HoldStatus, JobStatus, StopReason, utcnow
+from ledger.jobs import STOP_CANCEL, db_utcnow
+from ledger.models import Hold, HoldStatus, Job, JobStatus, StopReason, utcnow
 from services.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
+from services.outbox import Outbox
 
 
 def begin_cancel(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | None:
@@ -84,3 +86,12 @@ def settle_expired(factory: sessionmaker[Session], job_id: str,
             record_timings(job, status)
             release(s, job, t.EXPIRE, "hold expired", expired=True)
         return job.status
+
+
+# Outbox entry (``services.outbox``): a user's cancel not acted on yet.
+OUTBOX = (
+    Outbox(queues.CANCEL, Job, lambda cutoff: and_(
+        Job.stop_reason == STOP_CANCEL, Job.status.in_((*JobStatus.NOT_STARTED, *JobStatus.RUNNING)),
+        Job.updated_at < cutoff),
+        (Job.id,), Job.republishes, Job.republish_at),
+)

@@ -21,9 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from base import queues
 from base.ids import USER_ID  # the one user-id type, a full match (issue 15)
 from ledger import topups
 from ledger.db import transaction
@@ -31,6 +32,7 @@ from ledger.models import EventStatus, StripeEvent, Topup, TopupStatus, utcnow
 from ledger.topups import NotYet, Rejected
 from pricing import load_packs
 from services import stripe_refunds, stripe_subscriptions
+from services.outbox import Outbox
 from services.stripe_refunds import stripe_id as _id
 
 log = logging.getLogger(__name__)
@@ -177,36 +179,54 @@ def process_event(factory: sessionmaker[Session], event_id: str, *, livemode: bo
                             EventStatus.WRONG_MODE):
             return event.status
         event.attempts += 1
-        handler = HANDLERS.get(event.type)
-        if event.livemode != livemode:
-            # Stored as wrong_mode and reported by reconcile, never silently ignored: a
-            # live event reaching a test-mode deployment (or the reverse) is a misconfiguration.
-            event.status, event.last_error = EventStatus.WRONG_MODE, "livemode differs from deployment"
-        elif handler is None:
-            event.status = EventStatus.IGNORED
-        else:
-            obj = json.loads(event.payload)["data"]["object"]
-            try:
-                with s.begin_nested():
-                    event.last_error = None
-                    event.status = (handler(s, obj, event) if handler is not stripe_refunds.charge_refunded
-                                    else stripe_refunds.charge_refunded(s, obj, event, fetch_refunds))
-            except Rejected as rejected:
-                log.warning("stripe event %s rejected: %s", event_id, rejected)
-                event.status, event.last_error = EventStatus.FAILED, str(rejected)
-            except NotYet as waiting:
-                waited = (utcnow() - event.received_at).total_seconds()
-                if event.attempts < max_attempts or waited < window_s:
-                    event.status, event.last_error = EventStatus.RECEIVED, f"waiting: {waiting}"
-                    return PENDING
-                log.warning("stripe event %s parked after %d attempts (%.0f s): %s", event_id,
-                            event.attempts, waited, waiting)
-                event.status = EventStatus.FAILED
-                event.last_error = f"{GAVE_UP} {event.attempts} attempts ({waited:.0f} s): {waiting}"
+        if _apply(s, event, livemode, fetch_refunds, max_attempts, window_s) == PENDING:
+            return PENDING
         if event.status == EventStatus.PROCESSED and event.type in PREREQUISITES and _revive_waiting(s):
             log.info("stripe event %s applied: parked waiting events revived", event_id)
         event.processed_at = utcnow()
         return event.status
+
+
+def _apply(s: Session, event: StripeEvent, livemode: bool, fetch_refunds: stripe_refunds.RefundSource,
+           max_attempts: int, window_s: float) -> str | None:
+    """Apply the locked ``event`` by its type's handler in a savepoint, setting its
+    ``status`` and ``last_error``; ``PENDING`` when it waits (``_wait``), else None."""
+    handler = HANDLERS.get(event.type)
+    if event.livemode != livemode:
+        # Stored as wrong_mode and reported by reconcile, never silently ignored: a
+        # live event reaching a test-mode deployment (or the reverse) is a misconfiguration.
+        event.status, event.last_error = EventStatus.WRONG_MODE, "livemode differs from deployment"
+        return None
+    if handler is None:
+        event.status = EventStatus.IGNORED
+        return None
+    obj = json.loads(event.payload)["data"]["object"]
+    try:
+        with s.begin_nested():
+            event.last_error = None
+            event.status = (handler(s, obj, event) if handler is not stripe_refunds.charge_refunded
+                            else stripe_refunds.charge_refunded(s, obj, event, fetch_refunds))
+    except Rejected as rejected:
+        log.warning("stripe event %s rejected: %s", event.id, rejected)
+        event.status, event.last_error = EventStatus.FAILED, str(rejected)
+    except NotYet as waiting:
+        return _wait(event, waiting, max_attempts, window_s)
+    return None
+
+
+def _wait(event: StripeEvent, waiting: NotYet, max_attempts: int, window_s: float) -> str | None:
+    """``event`` waits for something not known yet: kept ``received`` (``PENDING``)
+    until it had ``max_attempts`` attempts and waited ``window_s`` seconds since it was
+    received, then parked ``failed`` (None) with ``GAVE_UP`` in ``last_error``."""
+    waited = (utcnow() - event.received_at).total_seconds()
+    if event.attempts < max_attempts or waited < window_s:
+        event.status, event.last_error = EventStatus.RECEIVED, f"waiting: {waiting}"
+        return PENDING
+    log.warning("stripe event %s parked after %d attempts (%.0f s): %s", event.id,
+                event.attempts, waited, waiting)
+    event.status = EventStatus.FAILED
+    event.last_error = f"{GAVE_UP} {event.attempts} attempts ({waited:.0f} s): {waiting}"
+    return None
 
 
 def record_failure(factory: sessionmaker[Session], event_id: str, error: str) -> None:
@@ -216,3 +236,12 @@ def record_failure(factory: sessionmaker[Session], event_id: str, error: str) ->
         if event is not None and event.status == EventStatus.RECEIVED:
             event.status, event.last_error = EventStatus.FAILED, error[:2000]
             event.attempts += 1
+
+
+# Outbox entry (``services.outbox``): an event stored (or revived, or set back by a
+# replay) but not applied.
+OUTBOX = (
+    Outbox(queues.PROCESS_STRIPE_EVENT, StripeEvent, lambda cutoff: and_(
+        StripeEvent.status == EventStatus.RECEIVED, StripeEvent.received_at < cutoff),
+        (StripeEvent.id,), StripeEvent.republishes, StripeEvent.republish_at),
+)

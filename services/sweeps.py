@@ -2,32 +2,28 @@
 the hold-expiry sweep.
 
 Each only *finds* rows and hands their ids to the normal, idempotent tasks; running a
-scan twice, or alongside a delivery of the same task, changes nothing extra.
+scan twice, or alongside a delivery of the same task, changes nothing extra. The outbox
+scan is driven by ``REGISTRY``: the ``services.outbox.Outbox`` entries each service
+declares next to the state it owns (which rows wait for which task).
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from base import queues
 from ledger.db import transaction
 from ledger.jobs import db_utcnow
-from ledger.models import (
-    EventStatus,
-    Hold,
-    HoldStatus,
-    Job,
-    JobStatus,
-    Notification,
-    NotificationStatus,
-    RunPodJob,
-    StripeEvent,
-    utcnow,
-)
+from ledger.models import Hold, HoldStatus, Job, JobStatus, utcnow
+from services import lifecycle, notifications, runpod_jobs, stops, stripe_events
+from services.outbox import Outbox
 
-BATCH = 500
+BATCH = 500  # rows per scan (per outbox entry)
+# Every kind of row the outbox sweeper re-publishes, in hand-out order.
+REGISTRY: tuple[Outbox, ...] = (*lifecycle.OUTBOX, *stops.OUTBOX, *stripe_events.OUTBOX,
+                                *runpod_jobs.OUTBOX, *notifications.OUTBOX)
 
 
 def republish_after_s(republishes: int, older_than_s: float, max_s: float = 600.0) -> float:
@@ -37,58 +33,44 @@ def republish_after_s(republishes: int, older_than_s: float, max_s: float = 600.
     return min(max_s, older_than_s * 2.0 ** min(republishes, 30))
 
 
-def pending_outbox(factory: sessionmaker[Session], older_than_s: float) -> list[tuple[str, ...]]:
-    """(task name, *args) for rows committed but not moved on within ``older_than_s``:
-    requested jobs (hold), held jobs (dispatch), cancel requests not yet acted on,
-    received Stripe events (process), open strays (``jobs.cancel_stray`` with job id,
-    endpoint id, RunPod job id), notifications still to send.
+def pending_outbox(factory: sessionmaker[Session], older_than_s: float,
+                   registry: Sequence[Outbox] = ()) -> list[tuple[str, ...]]:
+    """(task name, *args) for rows committed but not moved on within ``older_than_s``,
+    one ``Outbox`` entry at a time (``registry``, default ``REGISTRY``): requested jobs
+    (hold), held jobs (dispatch), cancel requests not yet acted on, received Stripe
+    events (process), open strays (``jobs.cancel_stray`` with job id, endpoint id,
+    RunPod job id), notifications still to send; at most ``BATCH`` rows per entry.
 
-    A job, event or stray handed out here is not handed out again before its backoff
-    (``republish_after_s``) has passed, counted per row."""
+    A row handed out here is not handed out again before its backoff
+    (``republish_after_s``) has passed, counted per row (``_back_off``). Every entry is
+    read before any row is updated, so the row locks are held only for the UPDATEs at
+    the end of the transaction (two sweepers on one database wait on each other briefly)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=older_than_s)
     with transaction(factory) as s:
-        jobs = s.execute(select(Job.id, Job.status, Job.stop_reason, Job.republishes).where(
-            or_(Job.status.in_((JobStatus.REQUESTED, JobStatus.HELD)),
-                and_(Job.status.in_(JobStatus.RUNNING), Job.stop_reason == "cancel")),
-            Job.updated_at < cutoff,
-            or_(Job.republish_at.is_(None), Job.republish_at <= now)).limit(BATCH)).all()
-        events = s.execute(select(StripeEvent.id, StripeEvent.republishes).where(
-            StripeEvent.status == EventStatus.RECEIVED, StripeEvent.received_at < cutoff,
-            or_(StripeEvent.republish_at.is_(None), StripeEvent.republish_at <= now))
-            .limit(BATCH)).all()
-        # Open strays: a cancel lost with its worker (SIGKILL) is otherwise gone for the
-        # broker's visibility timeout while the stray runs on RunPod unbilled.
-        strays = s.execute(select(RunPodJob.id, RunPodJob.republishes, RunPodJob.job_id, RunPodJob.endpoint_id)
-                           .where(RunPodJob.role == "stray", RunPodJob.state == "open",
-                                  RunPodJob.recorded_at < cutoff,
-                                  or_(RunPodJob.republish_at.is_(None), RunPodJob.republish_at <= now))
-                           .limit(BATCH)).all()
-        notes = s.execute(select(Notification.id, Notification.attempts).where(
-            Notification.status == NotificationStatus.PENDING,
-            Notification.next_attempt_at < cutoff).limit(BATCH)).all()
-        for note_id, attempts in notes:  # due again only after a backoff (few rows: sent or retrying)
-            s.execute(update(Notification).where(Notification.id == note_id).values(
-                next_attempt_at=now + timedelta(seconds=republish_after_s(attempts + 1, older_than_s))))
-        # One UPDATE per backoff step (a handful), not one per row.
-        for model, rows in ((Job, [(r[0], r[3]) for r in jobs]), (StripeEvent, events),
-                            (RunPodJob, [(r[0], r[1]) for r in strays])):
-            steps: dict[int, list[str]] = {}
-            for row_id, count in rows:
-                steps.setdefault(count, []).append(row_id)
-            for count, ids in steps.items():
-                s.execute(update(model).where(model.id.in_(ids), model.republishes == count).values(
-                    republishes=count + 1,
-                    republish_at=now + timedelta(seconds=republish_after_s(count + 1, older_than_s))))
-    work: list[tuple[str, ...]] = []
-    for jid, status, stop_reason, _ in jobs:
-        if stop_reason == "cancel":
-            work.append((queues.CANCEL, jid))
+        found = [(entry, s.execute(select(entry.model.id, entry.tries, *entry.args).where(
+            entry.pending(cutoff), or_(entry.due_at.is_(None), entry.due_at <= now)).limit(BATCH)).all())
+            for entry in registry or REGISTRY]
+        for entry, rows in found:
+            _back_off(s, entry, [(row[0], row[1]) for row in rows], now, older_than_s)
+    return [(entry.task, *(str(arg) for arg in row[2:])) for entry, rows in found for row in rows]
+
+
+def _back_off(s: Session, entry: Outbox, rows: list[tuple[str, int]], now: datetime,
+              older_than_s: float) -> None:
+    """Push each handed-out row's ``due_at`` back ``republish_after_s(tries + 1)`` and,
+    for a ``counted`` entry, count the hand-out in ``tries`` (compare-and-set on the
+    count read). One UPDATE per backoff step (a handful), not one per row."""
+    steps: dict[int, list[str]] = {}
+    for row_id, tries in rows:
+        steps.setdefault(tries, []).append(row_id)
+    for tries, ids in steps.items():
+        due = now + timedelta(seconds=republish_after_s(tries + 1, older_than_s))
+        if entry.counted:
+            s.execute(update(entry.model).where(entry.model.id.in_(ids), entry.tries == tries)
+                      .values({entry.tries: tries + 1, entry.due_at: due}))
         else:
-            work.append((queues.PLACE_HOLD if status == JobStatus.REQUESTED else queues.DISPATCH, jid))
-    work += [(queues.PROCESS_STRIPE_EVENT, eid) for eid, _ in events]
-    work += [(queues.CANCEL_STRAY, job_id, endpoint_id, rid) for rid, _, job_id, endpoint_id in strays]
-    return work + [(queues.SEND_NOTIFICATION, nid) for nid, _ in notes]
+            s.execute(update(entry.model).where(entry.model.id.in_(ids)).values({entry.due_at: due}))
 
 
 def silent_jobs(factory: sessionmaker[Session], silent_after_s: float,

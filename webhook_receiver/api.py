@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from base import queues
+from base.after_commit import publish_after_commit
 from ledger.db import transaction
 from ledger.jobs import new_job, receipt, request_cancel
 from ledger.models import Job, JobStatus, Wallet
@@ -89,8 +90,8 @@ def create_job():
                 params=req.params.model_dump(mode="json", exclude_none=True), job_input=req.input,
                 quote=q, webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
             ))
+            publish_after_commit(s, queues.PLACE_HOLD, job_id)  # the sweeper covers a lost publish
     if funded:
-        services.publish(queues.PLACE_HOLD, job_id)  # after commit; the sweeper covers a failure
         g.log_job_id = job_id  # for the request's log line (webhook_receiver.logcontext)
     return jsonify(answer.body), answer.status
 
@@ -120,7 +121,7 @@ def cancel_job(job_id: str):
         if not request_cancel(job):
             raise ApiError(409, "job_finished", f"job {job.id} already ended: {job.status}")
         body = receipt(job)
-    services.publish(queues.CANCEL, job.id)  # after commit; the sweeper covers a failure
+        publish_after_commit(s, queues.CANCEL, job.id)  # the sweeper covers a lost publish
     return jsonify(body), 202
 
 

@@ -1,6 +1,9 @@
 """Flask app factory: ``create_app(settings=None)``.
 
-The receiver verifies, persists, enqueues and answers; it never imports task code.
+The receiver verifies, persists, enqueues and answers; it never imports task code. Views
+queue their tasks with ``base.after_commit.publish_after_commit`` inside the transaction
+that makes them due; both session factories publish them at commit
+(``services.publisher``: Stripe event ids through the batch publisher, the rest at once).
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import cast
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from base import queues
+from base import after_commit, queues
 from base.batch_publisher import BatchPublisher
 from base.settings import Settings, get_settings
 from ledger.db import make_engine, make_sessionmaker
@@ -30,7 +33,7 @@ from webhook_receiver import (
     subscriptions,
     topups,
 )
-from webhook_receiver.services import Services
+from webhook_receiver.services import Services, publisher
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -42,12 +45,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["GPUBILL"] = cfg
     cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider
     producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
-    app.extensions["gpubill"] = Services(
+    found = Services(
         sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
         producer=producer,
-        intake=intake_engine(cfg.sqlalchemy_url),
+        intake=make_sessionmaker(intake_engine(cfg.sqlalchemy_url)),
         stripe_events=BatchPublisher(producer, queues.PROCESS_STRIPE_EVENT),
     )
+    for factory in (found.sessions, found.intake):
+        after_commit.install(factory, publisher(producer, found.stripe_events))
+    app.extensions["gpubill"] = found
     errors.register(app)
     for module in (api, stripe_webhooks, runpod_webhooks, health, topups, subscriptions, entries):
         app.register_blueprint(module.bp)

@@ -4,9 +4,10 @@ The signature is checked on the raw body with the stripe SDK (``Stripe-Signature
 HMAC-SHA256, tolerance 300 s); timestamps far in the future are refused too, which the
 SDK does not check — with the timestamp the SDK itself parsed (``signed_at``). The
 body was bounded before (``webhook_receiver.bodies``): a cut prefix is never verified.
-The verified event is stored by ``evt_`` id and committed, then handed to the batch
-publisher (``base.batch_publisher``), which enqueues its task just after the answer;
-a duplicate delivery answers 200 and changes nothing. Bad signature or payload → 400
+The verified event is stored by ``evt_`` id with ``stripe.process_event`` queued by
+``publish_after_commit`` in the same transaction; at its commit the receiver's publisher
+hands the id to the batch publisher (``base.batch_publisher``), which enqueues its task
+just after the answer; a duplicate delivery answers 200 and changes nothing. Bad signature or payload → 400
 (nothing stored); database down → 503 so Stripe retries (for 3 days).
 """
 from __future__ import annotations
@@ -18,6 +19,9 @@ import stripe
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from base import queues
+from base.after_commit import publish_after_commit
+from ledger.db import transaction
 from ledger.inbox import store_stripe_event
 from ledger.models import EventStatus
 from webhook_receiver import services
@@ -77,12 +81,12 @@ def receive():
     except (ValueError, ValidationError):
         raise ApiError(400, "invalid_payload", "body is not a Stripe event") from None
 
-    with services.intake().connect() as conn:
-        earlier = store_stripe_event(conn, event_id=event.id, type=event.type,
+    with transaction(services.intake()) as s:
+        earlier = store_stripe_event(s.connection(), event_id=event.id, type=event.type,
                                      livemode=event.livemode, api_version=event.api_version,
-                                     payload=payload.decode())
-    if earlier in (None, EventStatus.RECEIVED):
-        # A duplicate of a still-unprocessed event re-enqueues it: harmless (idempotent)
-        # and it heals a publish lost while the broker was down.
-        services.publish_stripe_event(event.id)
+                                     payload=payload.decode(), commit=False)
+        if earlier in (None, EventStatus.RECEIVED):
+            # A duplicate of a still-unprocessed event re-enqueues it: harmless (idempotent)
+            # and it heals a publish lost while the broker was down.
+            publish_after_commit(s, queues.PROCESS_STRIPE_EVENT, event.id)
     return jsonify({"received": True, "duplicate": earlier is not None}), 200

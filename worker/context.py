@@ -85,7 +85,9 @@ def _publisher(pid: int) -> Celery:
 
 
 def publish(task_name: str, *args: str, countdown: float | None = None) -> bool:
-    """Enqueue by name after the caller's transaction committed (see ``base.queues``)."""
+    """Enqueue by name now (``base.queues.enqueue``). The after-commit listener's publish
+    function; called directly only for work no commit makes due (the sweepers, a Stripe
+    batch re-scheduling an event): everything else uses ``publish_after_commit``."""
     return queues.enqueue(_publisher(os.getpid()), task_name, *args, countdown=countdown)
 
 

@@ -1,12 +1,15 @@
 """``gpubill events list|replay``: stored Stripe events and re-enqueueing them.
 
+Replay commits (a parked event is set back to ``received``), so its publishes go out
+after that commit (``base.after_commit``), as every view's and service's do.
+
 Replay is safe for any event: processing is idempotent, so an applied (``processed`` /
 ``ignored``) event changes nothing when replayed; a parked (``failed``) one is set back
 to ``received`` (attempts reset, last error kept until it is processed) and applied.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import click
 from sqlalchemy import select
@@ -15,14 +18,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from gpubill.commands import ledger_sessions, table
 
 
-def replay_events(factory: sessionmaker[Session], publish: Callable[[str], bool], *,
-                  failed: bool = False, event_ids: tuple[str, ...] = ()) -> list[str]:
+def replay_events(factory: sessionmaker[Session], *, failed: bool = False,
+                  event_ids: tuple[str, ...] = ()) -> list[str]:
     """Re-enqueue stored events; returns their ids (``evt_…``).
 
     ``event_ids``: exactly those (any status); else every ``received`` event, plus every
-    ``failed`` one with ``failed``. Parked events are reset to ``received`` and committed
-    before they are published. Raises ``LookupError`` naming an unknown id.
+    ``failed`` one with ``failed``. Parked events are reset to ``received``; each
+    ``stripe.process_event`` is queued with ``publish_after_commit`` and goes out when
+    that reset commits (``factory`` needs the listener: ``base.after_commit.install``).
+    Raises ``LookupError`` naming an unknown id (nothing reset, nothing published).
     """
+    from base import queues
+    from base.after_commit import publish_after_commit
     from ledger.db import transaction
     from ledger.models import EventStatus, StripeEvent
 
@@ -41,8 +48,8 @@ def replay_events(factory: sessionmaker[Session], publish: Callable[[str], bool]
             if row.status == EventStatus.FAILED:
                 row.status, row.attempts = EventStatus.RECEIVED, 0
         ids = [row.id for row in rows]
-    for event_id in ids:
-        publish(event_id)
+        for event_id in ids:
+            publish_after_commit(s, queues.PROCESS_STRIPE_EVENT, event_id)
     return ids
 
 
@@ -74,20 +81,24 @@ def list_events(status: str | None, limit: int) -> None:
 def replay(failed: bool, event_ids: tuple[str, ...]) -> None:
     """Re-enqueue stored events: those still received (default), parked ones too
     (--failed), or the given ids. Replaying an applied event changes nothing."""
-    from base import queues
+    from base import after_commit, queues
     from base.settings import get_settings
+    from ledger.db import make_engine, make_sessionmaker
 
     cfg = get_settings()
     if not cfg.broker_url:
         raise click.ClickException(f"GPUBILL_BROKER_URL is not set and no running `gpubill up` in {cfg.data_dir}")
     producer = queues.producer(cfg.broker_url)
+    engine = make_engine(cfg.sqlalchemy_url)  # a factory of its own: the listener is this command's
+    factory = make_sessionmaker(engine)
+    after_commit.install(factory, functools.partial(queues.enqueue, producer))
     try:
-        ids = replay_events(ledger_sessions(), lambda i: queues.enqueue(producer, queues.PROCESS_STRIPE_EVENT, i),
-                            failed=failed, event_ids=event_ids)
+        ids = replay_events(factory, failed=failed, event_ids=event_ids)
     except LookupError as err:
         raise click.ClickException(str(err)) from None
     finally:
         producer.close()
+        engine.dispose()
     for event_id in ids:
         click.echo(event_id)
     click.echo(f"{len(ids)} event(s) re-enqueued")

@@ -93,6 +93,9 @@ def retry_settlement(job_id: str, enqueue: bool) -> None:
 
 
 def _publish(job_id: str) -> None:
+    """Enqueue ``gpu_status.refresh(job_id)`` directly: nothing is committed here, so
+    there is no commit to publish after (``base.after_commit`` is for publishes a
+    transaction makes due)."""
     from base import queues
 
     cfg = get_settings()

@@ -9,10 +9,13 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection, Queue
 
-from base import queues
+from base import after_commit, queues
+from base.after_commit import publish_after_commit
 from base.batch_publisher import BatchPublisher
 from gpubill.broker import EmbeddedBroker
+from ledger.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import wait_for
+from webhook_receiver.services import publisher as receiver_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +43,9 @@ def publisher(broker) -> Iterator[BatchPublisher]:
         producer.close()
 
 
-def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str, list[str]]]:
-    """(task name, args) of the messages on the ``stripe`` queue until ``want_ids`` ids
+def _messages(url: str, want_ids: int, timeout_s: float = 20,
+              queue: str = queues.STRIPE) -> list[tuple[str, list[str]]]:
+    """(task name, args) of the messages on ``queue`` until ``want_ids`` ids
     have arrived (or the timeout), consumed with kombu as a worker would."""
     got: list[tuple[str, list[str]]] = []
 
@@ -51,7 +55,7 @@ def _messages(url: str, want_ids: int, timeout_s: float = 20) -> list[tuple[str,
         message.ack()
 
     deadline = time.monotonic() + timeout_s
-    with Connection(url) as conn, conn.Consumer(Queue(queues.STRIPE), callbacks=[on_message], accept=["json"]):
+    with Connection(url) as conn, conn.Consumer(Queue(queue), callbacks=[on_message], accept=["json"]):
         while sum(len(a) for _, a in got) < want_ids and time.monotonic() < deadline:
             try:
                 conn.drain_events(timeout=0.5)
@@ -96,3 +100,28 @@ def test_a_broker_outage_neither_blocks_submit_nor_stops_the_thread(broker, publ
         assert "evt_after" in arrived
     finally:
         restarted.stop()
+
+
+def test_the_receivers_after_commit_publisher_batches_stripe_ids_and_sends_the_rest_alone(
+        broker, publisher, new_database) -> None:
+    """``webhook_receiver.services.publisher`` installed on a real database's sessions:
+    Stripe event ids queued with ``publish_after_commit`` reach the broker through the
+    batch publisher (fewer messages), each once; another task goes out at once as its
+    own message; a rolled-back queue sends nothing."""
+    engine = make_engine(new_database())
+    factory = make_sessionmaker(engine)
+    after_commit.install(factory, receiver_publisher(queues.producer(broker.url), publisher))
+    ids = [f"evt_commit{i}" for i in range(200)]
+    with transaction(factory) as s:  # one commit hands all over at once: batched for sure
+        for event_id in ids:
+            publish_after_commit(s, TASK, event_id)
+    with pytest.raises(RuntimeError), transaction(factory) as s:
+        publish_after_commit(s, TASK, "evt_rolled_back")
+        raise RuntimeError("the view failed")
+    with transaction(factory) as s:
+        publish_after_commit(s, queues.PLACE_HOLD, "job_alone")
+    engine.dispose()
+    got = _messages(broker.url, len(ids))
+    assert sorted(i for _, args in got for i in args) == sorted(ids)  # none lost, none twice, no rollback
+    assert len(got) < len(ids)  # batched
+    assert _messages(broker.url, 1, queue=queues.JOBS) == [(queues.PLACE_HOLD, ["job_alone"])]

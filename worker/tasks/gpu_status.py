@@ -1,4 +1,9 @@
-"""RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle."""
+"""RunPod status tasks (queue ``gpu_status``): re-fetch /status and settle.
+
+A stray found by a callback has its cancel published by ``runpod_jobs.claim``'s
+transaction (``base.after_commit``); nothing here publishes. A refresh coalesced into a
+later one is ``self.retry`` (Celery's own re-scheduling), not a publish.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from base import queues
 from gateways.runpod import RunPodRejected, RunPodTransient
-from services import lifecycle, runpod_jobs, settlement
+from services import runpod_jobs, settlement
 from worker import context
 from worker.app import app
 from worker.tasks import MAX_RETRIES, backoff
@@ -29,17 +34,17 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     try:
         if claimed:
             _claim(job_id, claimed)
-        where = lifecycle.tracked(context.sessions(), job_id)
+        where = settlement.tracked(context.sessions(), job_id)
         if where is None:
             return None
         window = context.settings().runpod_coalesce_s
         if window and not self.request.retries:
             # First delivery: lead one refresh at the window's end, or join the one due.
-            if lifecycle.lead_refresh(context.sessions(), job_id, window):
+            if settlement.lead_refresh(context.sessions(), job_id, window):
                 raise self.retry(countdown=window)
             return None
         return settlement.settle_from_runpod(context.sessions(), job_id, context.runpod(), where)
-    except lifecycle.NotDispatchedYet as exc:
+    except settlement.NotDispatchedYet as exc:
         raise self.retry(exc=exc, countdown=1)
     except (RunPodTransient, OperationalError) as exc:
         # Still running on RunPod's side; the beat poller picks it up if retries run out.
@@ -55,13 +60,12 @@ def _claim(job_id: str, claimed: str) -> None:
     outcome = runpod_jobs.claim(context.sessions(), job_id, claimed, checked=False)
     if outcome != runpod_jobs.UNCHECKED:
         return
-    endpoint_id = lifecycle.endpoint_of(context.sessions(), job_id)
+    endpoint_id = settlement.endpoint_of(context.sessions(), job_id)
     if not _runpod_knows(endpoint_id, claimed):
         log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
                     job_id, claimed)
         return
-    if runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True) == runpod_jobs.STRAY:
-        context.publish(queues.CANCEL_STRAY, job_id, endpoint_id, claimed)
+    runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True)  # a stray's cancel: at commit
 
 
 def _runpod_knows(endpoint_id: str, runpod_job_id: str) -> bool:

@@ -1,4 +1,9 @@
-"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire."""
+"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire.
+
+Follow-up work is published by the services, in the transaction that makes it due
+(``base.after_commit``): a hold's dispatch (``lifecycle.place_hold``), a stray's cancel
+(``runpod_jobs.record_stray``), a terminal job's notification. No task here publishes.
+"""
 from __future__ import annotations
 
 import logging
@@ -18,16 +23,13 @@ log = logging.getLogger(__name__)
 
 @app.task(name=queues.PLACE_HOLD, bind=True, max_retries=MAX_RETRIES)
 def place_hold(self, job_id: str) -> None:
-    """Hold the job's quote; on success enqueue its dispatch (after commit)."""
+    """Hold the job's quote; on success the service publishes its dispatch at commit."""
     try:
-        held = lifecycle.place_hold(context.sessions(), job_id)
+        lifecycle.place_hold(context.sessions(), job_id)
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
     except Exception as exc:  # noqa: BLE001 - unclassified: a poison job, parked at the bound
         _poisoned(job_id, exc)
-        return
-    if held:
-        context.publish(queues.DISPATCH, job_id)
 
 
 @app.task(name=queues.DISPATCH, bind=True, max_retries=MAX_RETRIES)
@@ -69,10 +71,9 @@ def dispatch(self, job_id: str) -> None:
         _poisoned(job_id, exc)
         return
     if not lifecycle.record_dispatch(context.sessions(), job_id, runpod_id):
-        # The job moved on while /run was in flight (recorded as a stray): stop the GPU
-        # work nobody pays for, with retries, and write off what it ran.
+        # The job moved on while /run was in flight: recorded as a stray, whose cancel
+        # (published at that commit) stops the GPU work nobody pays for and writes it off.
         log.warning("job %s left 'held' during dispatch; cancelling RunPod job %s", job_id, runpod_id)
-        context.publish(queues.CANCEL_STRAY, job_id, order.endpoint_id, runpod_id)
 
 
 @app.task(name=queues.CANCEL_STRAY, bind=True, max_retries=MAX_RETRIES)

@@ -1,4 +1,11 @@
-"""Periodic tasks (queue ``maintenance``), scheduled by the single beat."""
+"""Periodic tasks (queue ``maintenance``), scheduled by the single beat.
+
+These publish directly (``context.publish``), not with ``publish_after_commit``: what
+they publish is not made due by their own commit — the rows were committed long ago
+(the outbox sweeper re-publishes a lost publish; its backoff update only rate-limits
+the next hand-out) or are only due by the clock (a silent job's poll, an expired hold).
+A publish lost here is found again by the next scan.
+"""
 from __future__ import annotations
 
 from base import queues
@@ -19,7 +26,8 @@ def poll_silent() -> int:
 
 @app.task(name=queues.SWEEP_OUTBOX)
 def sweep_outbox() -> int:
-    """Outbox safety net: enqueue again every row whose task never ran."""
+    """Outbox safety net: enqueue again every row whose task never ran (the
+    ``services.outbox.Outbox`` entries in ``services.sweeps.REGISTRY``)."""
     cfg = context.settings()
     work = sweeps.pending_outbox(context.sessions(), cfg.outbox_after_s)
     return sum(context.publish(name, *args) for name, *args in work)

@@ -1,4 +1,11 @@
-"""Stripe event tasks (queue ``stripe``)."""
+"""Stripe event tasks (queue ``stripe``).
+
+A batch re-publishes an event that must wait as a task of its own directly
+(``context.publish`` with a countdown), not after a commit: it is the task re-scheduling
+its own work, like ``self.retry`` for a single id — ``services.stripe_events`` committed
+nothing that makes it due (the row stays ``received``), and the outbox sweeper
+publishes it if this publish is lost.
+"""
 from __future__ import annotations
 
 import logging
