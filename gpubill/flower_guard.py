@@ -12,7 +12,7 @@
   prints ``261206 21:39:56``; its ``formatTime`` is replaced by ``base.logs.iso_time``
   (``2026-12-06T21:39:56.123+00:00``). The rest of tornado's line format is kept.
 
-Both are patches of a third-party class, so ``tests/integration/test_docs.py`` checks
+Both are patches of a third-party class, so ``tests/test_docs.py`` checks
 them against the real Flower of the test stack (a Flower upgrade that renames the
 handler fails there, not silently).
 """

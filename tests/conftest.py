@@ -167,7 +167,7 @@ def stack(backend: Backend, db_url: str, notify_sink: NotifySink) -> Iterator[St
         "GPUBILL_RETRY_BACKOFF_S": "0.2",
         "GPUBILL_NOTIFY_URL": notify_sink.url,
         # Every test client is 127.0.0.1 with one key: the shared stack is not throttled
-        # (tests/integration/test_rate_limits.py proves the limits on a receiver of its own).
+        # (tests/webhook_receiver/test_rate_limits.py proves the limits on a receiver of its own).
         "GPUBILL_RATE_LIMIT_API": "1000000/minute",
         "GPUBILL_RATE_LIMIT_AUTH_FAILURES": "1000000/minute",
     }

@@ -3,7 +3,7 @@ to the app's API never get a 5xx and never store anything they should not.
 
 Hypothesis generates the inputs (its failing example is printed and replayed by
 ``--hypothesis-seed``). The hand-picked cases live in
-tests/integration/test_receiver_input.py; these cover what nobody thought of.
+tests/webhook_receiver/test_receiver_input.py; these cover what nobody thought of.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from emulators.stripe import events as se
-from tests.integration.test_receiver_input import counts
+from tests.webhook_receiver.test_receiver_input import counts
 
 pytestmark = pytest.mark.integration
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -4,7 +4,7 @@ the database too). No column is renamed and no row changes: every stored status 
 already one of the enum's values (a row that is not fails the upgrade, loudly).
 
 The value lists are frozen here as they were at this revision (the models generate
-them from ``ledger.models`` enums; ``tests/integration/test_migrations.py`` checks the
+them from ``ledger.models`` enums; ``tests/ledger/test_migrations.py`` checks the
 two agree). Constraint names follow the metadata's convention (``ck_{table}_{name}``).
 
 Revision ID: 0009

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from ledger.db import transaction
 from ledger.models import ADJUSTMENTS, Adjustment, LedgerTransaction, Posting, Wallet
 from tests.factories import FundedWalletFactory
-from tests.integration.operator_support import gpubill
+from tests.gpubill.operator_support import gpubill
 
 pytestmark = pytest.mark.integration
 

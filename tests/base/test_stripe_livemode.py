@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from base.settings import Settings
-from tests.unit.test_settings import PROD_SECRETS
+from tests.base.test_settings import PROD_SECRETS
 
 REAL = "R" * 99  # long enough for the production secret rules (issue 15)
 

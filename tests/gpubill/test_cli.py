@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from base.settings import get_settings
 from gpubill.cli import main
-from tests.integration.operator_support import summary_rows
+from tests.gpubill.operator_support import summary_rows
 
 EVENTS_ROW = "events parked or in the wrong mode (stripe)"
 

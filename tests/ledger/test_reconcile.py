@@ -39,8 +39,8 @@ from ledger.reconcile import all_checks, check_name, run_checks, snapshot
 from ledger.reconcile_runs import nightly
 from pricing import JobParams, load_packs, quote
 from tests.factories import CheckoutSessionFactory, EventFactory
+from tests.gpubill.operator_support import gpubill, own_database, summary_rows
 from tests.helpers import wait_for
-from tests.integration.operator_support import gpubill, own_database, summary_rows
 
 pytestmark = pytest.mark.integration
 

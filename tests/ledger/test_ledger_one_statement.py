@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select, text
 from ledger import db as ledger_db, operations as ops
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import REVENUE_GPU, LedgerTransaction, Posting, Wallet, utcnow
-from tests.integration.test_concurrency import race
+from tests.ledger.test_concurrency import race
 
 pytestmark = pytest.mark.integration
 RACERS = 16

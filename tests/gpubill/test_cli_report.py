@@ -13,7 +13,7 @@ from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import Job, utcnow
 from pricing import JobParams, charge, quote, runpod_cost_usd
 from tests.factories import FundedWalletFactory, JobFactory
-from tests.integration.operator_support import gpubill, own_database
+from tests.gpubill.operator_support import gpubill, own_database
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import ast
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 50
 # Directories never scanned (relative to ROOT): the tests themselves, the generated-then-

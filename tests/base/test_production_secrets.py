@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from base import logs
 from base.settings import Settings, production_secret_problems
-from tests.unit.test_settings import PROD_SECRETS
+from tests.base.test_settings import PROD_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_NAMES = ("stripe_webhook_secret", "runpod_api_key", "runpod_token_secret", "api_keys",

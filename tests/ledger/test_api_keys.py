@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ledger.db import transaction
 from ledger.models import ApiKey
-from tests.integration.operator_support import gpubill
+from tests.gpubill.operator_support import gpubill
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from emulators.stripe import events as se
 from ledger.db import transaction
 from tests.factories import CheckoutSessionFactory, EventFactory
-from tests.integration.test_receiver_input import counts, error
+from tests.webhook_receiver.test_receiver_input import counts, error
 
 pytestmark = pytest.mark.integration
 MIB = 1024 * 1024

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from base import logs
 from base.settings import DEV_FLOWER_BASIC_AUTH, Settings
-from tests.unit.test_settings import PROD_SECRETS
+from tests.base.test_settings import PROD_SECRETS
 
 
 def test_production_refuses_the_development_flower_password() -> None:

@@ -14,8 +14,8 @@ from gateways.runpod import RunPodGateway
 from ledger.db import transaction
 from ledger.models import Job, LedgerTransaction, Wallet
 from tests.factories import FundedWalletFactory
+from tests.gpubill.operator_support import gpubill
 from tests.helpers import Api, wait_for
-from tests.integration.operator_support import gpubill
 from tests.model import rates
 
 pytestmark = pytest.mark.integration
