@@ -8,7 +8,7 @@ lingers up to ``linger_s`` (default 20 ms, as Kafka producers' ``linger.ms``) fo
 so under load one message carries many ids and the cost per event falls with the load;
 an idle id goes out alone, 20 ms after its answer.
 
-The receiver's after-commit publish function (``webhook_receiver.services.publisher``,
+The receiver's after-commit publish function (``webhook_receiver.resources.publisher``,
 installed by ``base.after_commit``) hands it the ids the Stripe view queued with
 ``publish_after_commit``. The guarantee is the synchronous publish's: the row is
 committed before its id is handed over, and an id that is never published (broker down, process killed before the thread

@@ -19,7 +19,7 @@ from ledger.db import transaction
 from ledger.jobs import new_job, receipt, request_cancel
 from ledger.models import Job, JobStatus, Wallet
 from pricing import JobParams, Quote, QuoteError, quote, quote_body
-from webhook_receiver import idempotency, services
+from webhook_receiver import idempotency, resources
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError, error_body
 from webhook_receiver.schemas import JobRequest, QuoteRequest, check_user_id, parse_json
@@ -70,7 +70,7 @@ def create_job():
     q = _priced(req.type, req.params)
     cfg = current_app.config["GPUBILL"]
     job_id = f"job_{uuid.uuid4().hex}"
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         wallet = s.get(Wallet, req.user_id)
         available = wallet.available if wallet is not None else 0
         funded = q.hold_credits <= available
@@ -113,7 +113,7 @@ def cancel_job(job_id: str):
     job not yet on RunPod, or stops it with RunPod ``/cancel`` and settles it by the rate
     card's cancel policy. 404 unknown job; 409 ``job_finished`` when it already ended.
     Asking again while it is being cancelled changes nothing."""
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         # ``input`` deferred: a poison job's input may not even load (issue 11).
         job = s.get(Job, job_id[:40], with_for_update=True, options=[defer(Job.input)])
         if job is None:
@@ -129,7 +129,7 @@ def cancel_job(job_id: str):
 @require_api_key
 def get_job(job_id: str):
     """The job's status and receipt; 404 for an unknown id."""
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         job = s.get(Job, job_id[:40])
         if job is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
@@ -141,7 +141,7 @@ def get_job(job_id: str):
 def get_wallet(user_id: str):
     """``{user_id, balance, held, available, status}`` in credits; unknown user → zeros."""
     check_user_id(user_id)
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         wallet = s.scalars(select(Wallet).where(Wallet.user_id == user_id)).one_or_none()
         body = wallet_body(user_id, wallet)
         if subs := subscriptions_body(s, user_id):  # only for subscribers: the body stays as it was

@@ -3,7 +3,7 @@
 The receiver verifies, persists, enqueues and answers; it never imports task code. Views
 queue their tasks with ``base.after_commit.publish_after_commit`` inside the transaction
 that makes them due; both session factories publish them at commit
-(``services.publisher``: Stripe event ids through the batch publisher, the rest at once).
+(``resources.publisher``: Stripe event ids through the batch publisher, the rest at once).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from webhook_receiver import (
     subscriptions,
     topups,
 )
-from webhook_receiver.services import Services, publisher
+from webhook_receiver.resources import Resources, publisher
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["GPUBILL"] = cfg
     cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider
     producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
-    found = Services(
+    found = Resources(
         sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
         producer=producer,
         intake=make_sessionmaker(intake_engine(cfg.sqlalchemy_url)),

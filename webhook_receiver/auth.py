@@ -17,7 +17,7 @@ from flask import current_app, g, request
 
 from ledger import api_keys
 from ledger.db import transaction
-from webhook_receiver import services
+from webhook_receiver import resources
 from webhook_receiver.errors import ApiError
 
 SETTINGS_KEY_ID = "settings"
@@ -30,7 +30,7 @@ def _key_id(presented: str) -> str | None:
         return SETTINGS_KEY_ID
     if api_keys.key_id(presented) is None:
         return None  # not shaped like a stored key: no database round trip
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         return api_keys.verify(s, presented)
 
 

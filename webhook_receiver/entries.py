@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger import entries
 from ledger.db import transaction
-from webhook_receiver import services
+from webhook_receiver import resources
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import check_user_id, parse_query
@@ -53,7 +53,7 @@ def entry_body(e: entries.Entry) -> dict[str, object]:
 def list_entries(user_id: str):
     check_user_id(user_id)
     query: EntriesQuery = parse_query(EntriesQuery)
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         try:
             result = entries.page(s, user_id, cursor=query.cursor or None, limit=query.limit)
         except ValueError as err:

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from ledger.migrate import alembic_config
-from webhook_receiver import services
+from webhook_receiver import resources
 
 bp = Blueprint("health", __name__)
 
@@ -33,7 +33,7 @@ def readyz():
     503 ``{"status": "unavailable", "checks": {name: error}}`` naming what is not."""
     checks: dict[str, str] = {}
     try:
-        with services.sessions()() as s:
+        with resources.sessions()() as s:
             s.execute(text("SELECT 1"))
             checks["database"] = "ok"
             current = set(MigrationContext.configure(s.connection()).get_current_heads())
@@ -44,7 +44,7 @@ def readyz():
         checks.setdefault("database", type(exc).__name__)
         checks.setdefault("migrations", "unknown")
     try:
-        with services.producer().connection_for_write() as conn:
+        with resources.producer().connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any transport error means "not ready"

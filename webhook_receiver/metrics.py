@@ -30,7 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from webhook_receiver import services
+from webhook_receiver import resources
 from webhook_receiver.errors import ApiError
 from webhook_receiver.ledger_collector import LedgerCollector
 
@@ -91,7 +91,7 @@ def exposition() -> bytes:
     else:
         text = generate_latest(REGISTRY)
     ledger = CollectorRegistry()
-    ledger.register(LedgerCollector(services.sessions()))
+    ledger.register(LedgerCollector(resources.sessions()))
     return text + generate_latest(ledger)
 
 

@@ -20,7 +20,7 @@ from base import queues
 from base.after_commit import publish_after_commit
 from ledger.db import transaction
 from ledger.models import Job, JobStatus
-from webhook_receiver import services
+from webhook_receiver import resources
 from webhook_receiver.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def receive(token: str):
     if not _TOKEN.match(token):
         raise ApiError(404, "not_found", "unknown webhook")
     body = request.get_json(silent=True)
-    with transaction(services.sessions()) as s:
+    with transaction(resources.sessions()) as s:
         row = s.execute(select(Job.id, Job.status, Job.runpod_job_id)
                         .where(Job.webhook_token == token)).one_or_none()
         if row is None:
@@ -54,5 +54,5 @@ def _refetch(s: Session, row: Row[str, str, str | None], claimed: object) -> Non
         publish_after_commit(s, queues.REFRESH_STATUS, row.id, *([claimed] if claimed else []))
     elif claimed and claimed != row.runpod_job_id:
         # Issue 11: a RunPod job for an ended job of ours that is not the billed one —
-        # the worker records it and cancels it (services.runpod_jobs.claim).
+        # the worker records it and cancels it (resources.runpod_jobs.claim).
         publish_after_commit(s, queues.REFRESH_STATUS, row.id, claimed)

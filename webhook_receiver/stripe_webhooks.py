@@ -24,7 +24,7 @@ from base.after_commit import publish_after_commit
 from ledger.db import transaction
 from ledger.inbox import store_stripe_event
 from ledger.models import EventStatus
-from webhook_receiver import services
+from webhook_receiver import resources
 from webhook_receiver.errors import ApiError
 
 bp = Blueprint("stripe_webhooks", __name__)
@@ -81,7 +81,7 @@ def receive():
     except (ValueError, ValidationError):
         raise ApiError(400, "invalid_payload", "body is not a Stripe event") from None
 
-    with transaction(services.intake()) as s:
+    with transaction(resources.intake()) as s:
         earlier = store_stripe_event(s.connection(), event_id=event.id, type=event.type,
                                      livemode=event.livemode, api_version=event.api_version,
                                      payload=payload.decode(), commit=False)

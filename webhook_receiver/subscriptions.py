@@ -4,7 +4,7 @@ As for packs, the client names a plan id only; its Stripe Price, amount and cred
 server-side data (``pricing/plans.toml``). ``POST /v1/subscriptions {user_id, plan}``
 creates a ``mode=subscription`` Checkout Session; Stripe creates the subscription when
 the customer completes it, and each paid invoice grants that period's credits
-(``services.stripe_subscriptions``). ``GET /v1/wallets/{user_id}`` shows the wallet's
+(``resources.stripe_subscriptions``). ``GET /v1/wallets/{user_id}`` shows the wallet's
 subscriptions once their webhooks arrived.
 """
 from __future__ import annotations

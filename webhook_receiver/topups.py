@@ -23,7 +23,7 @@ from gateways.stripe import idempotency_key
 from ledger import topups
 from ledger.db import transaction
 from pricing import Pack, load_packs
-from webhook_receiver import idempotency, services
+from webhook_receiver import idempotency, resources
 from webhook_receiver.auth import require_api_key
 from webhook_receiver.errors import ApiError
 from webhook_receiver.schemas import parse_json
@@ -97,13 +97,13 @@ def created_once(kind: str, user_id: str, create: Callable[[str], dict[str, Any]
     key = idempotency_key(kind, user_id, client_key)
     request_hash = idempotency.body_hash(request.get_json())
     if client_key is not None:
-        with transaction(services.sessions()) as s:
+        with transaction(resources.sessions()) as s:
             first = idempotency.first_answer(s, key, request_hash, CONFLICT)
         if first is not None:
             return idempotency.replayed(first)
     session = stripe_create(lambda: create(key), what)
     try:
-        with transaction(services.sessions()) as s:
+        with transaction(resources.sessions()) as s:
             body = store(s, session)
             if client_key is not None:
                 first = idempotency.claim(s, key, request_hash, idempotency.Answer(201, body), None, CONFLICT)

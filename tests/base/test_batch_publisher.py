@@ -15,7 +15,7 @@ from base.batch_publisher import BatchPublisher
 from gpubill.broker import EmbeddedBroker
 from ledger.db import make_engine, make_sessionmaker, transaction
 from tests.helpers import wait_for
-from webhook_receiver.services import publisher as receiver_publisher
+from webhook_receiver.resources import publisher as receiver_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,7 @@ def test_a_broker_outage_neither_blocks_submit_nor_stops_the_thread(broker, publ
 
 def test_the_receivers_after_commit_publisher_batches_stripe_ids_and_sends_the_rest_alone(
         broker, publisher, new_database) -> None:
-    """``webhook_receiver.services.publisher`` installed on a real database's sessions:
+    """``webhook_receiver.resources.publisher`` installed on a real database's sessions:
     Stripe event ids queued with ``publish_after_commit`` reach the broker through the
     batch publisher (fewer messages), each once; another task goes out at once as its
     own message; a rolled-back queue sends nothing."""

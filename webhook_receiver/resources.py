@@ -13,7 +13,7 @@ from base.batch_publisher import BatchPublisher
 
 
 @dataclass
-class Services:
+class Resources:
     sessions: sessionmaker[Session]
     producer: Celery
     intake: sessionmaker[Session]  # stores inbound webhook events (ledger.inbox.intake_engine)
@@ -36,20 +36,20 @@ def publisher(producer: Celery, stripe_events: BatchPublisher) -> after_commit.P
     return publish
 
 
-def _services() -> Services:
+def _resources() -> Resources:
     return current_app.extensions["gpubill"]
 
 
 def sessions() -> sessionmaker[Session]:
     """Sessions on the ledger; what they ``publish_after_commit`` goes out at commit."""
-    return _services().sessions
+    return _resources().sessions
 
 
 def intake() -> sessionmaker[Session]:
     """Sessions on the intake engine (autocommit on PostgreSQL: ``ledger.inbox``); what
     they ``publish_after_commit`` goes out at commit."""
-    return _services().intake
+    return _resources().intake
 
 
 def producer() -> Celery:
-    return _services().producer
+    return _resources().producer
