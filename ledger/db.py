@@ -21,11 +21,21 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
-    """An engine for ``url`` (``postgresql+psycopg://…`` or ``sqlite:///path``)."""
+def make_engine(url: str, *, ping_every_checkout: bool = False, **kwargs: object) -> Engine:
+    """An engine for ``url`` (``postgresql+psycopg://…`` or ``sqlite:///path``).
+
+    ``ping_every_checkout`` (PostgreSQL): SQLAlchemy's ``pool_pre_ping`` — one round trip
+    per transaction so a connection the server dropped is never handed out. The receiver
+    asks for it: its callers (the app's backend, Stripe) would otherwise get one 503 per
+    stale pooled connection after a database restart (tests/stress/test_outages.py). The
+    workers do not: a task retries an ``OperationalError`` by itself (``_server_engine``).
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
+        if ping_every_checkout:
+            kwargs.setdefault("pool_recycle", POOL_RECYCLE_S)
+            return create_engine(url, pool_pre_ping=True, **kwargs)
         return _server_engine(url, **kwargs)
 
     engine = create_engine(

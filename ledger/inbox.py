@@ -18,12 +18,13 @@ _EVENTS = StripeEvent.__table__
 _STATUS = select(_EVENTS.c.status).where(_EVENTS.c.id == bindparam("p_id"))
 
 
-def intake_engine(url: str) -> Engine:
+def intake_engine(url: str, *, ping_every_checkout: bool = False) -> Engine:
     """An engine for storing inbound events: autocommit on PostgreSQL; on SQLite the
-    ordinary engine (its explicit ``BEGIN IMMEDIATE`` recipe needs the commit)."""
+    ordinary engine (its explicit ``BEGIN IMMEDIATE`` recipe needs the commit).
+    ``ping_every_checkout``: see ``ledger.db.make_engine``."""
     if url.startswith("sqlite"):
         return make_engine(url)
-    return make_engine(url, isolation_level="AUTOCOMMIT")
+    return make_engine(url, ping_every_checkout=ping_every_checkout, isolation_level="AUTOCOMMIT")
 
 
 def store_stripe_event(conn: Connection, *, event_id: str, type: str, livemode: bool,

@@ -46,9 +46,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider
     producer = queues.producer(cfg.broker_url, sent_events=cfg.task_sent_events)
     found = Resources(
-        sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url)),
+        sessions=make_sessionmaker(make_engine(cfg.sqlalchemy_url, ping_every_checkout=True)),
         producer=producer,
-        intake=make_sessionmaker(intake_engine(cfg.sqlalchemy_url)),
+        intake=make_sessionmaker(intake_engine(cfg.sqlalchemy_url, ping_every_checkout=True)),
         stripe_events=BatchPublisher(producer, queues.PROCESS_STRIPE_EVENT),
     )
     for factory in (found.sessions, found.intake):
