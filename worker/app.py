@@ -10,7 +10,10 @@
 """
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
+
+from celery import Celery, signals
 from celery.schedules import crontab
 from kombu import Queue
 
@@ -68,3 +71,14 @@ def redbeat_config(redis_url: str) -> dict[str, object]:
 
 
 app = make_celery()
+
+
+@signals.celeryd_init.connect
+def _preload(options: dict[str, Any] | None = None, **_: Any) -> None:
+    """In the worker's main process, before the pool forks (``celeryd_init``)."""
+    from worker import context
+
+    consumed = (options or {}).get("queues")
+    if context.preload_runpod_sdk(consumed):
+        logging.getLogger(__name__).info("runpod SDK preloaded before the pool forks (queues: %s)",
+                                         consumed or "all")

@@ -41,6 +41,26 @@ def preload_db_driver() -> None:
 
 preload_db_driver()
 
+RUNPOD_QUEUES = frozenset({queues.JOBS, queues.GPU_STATUS})  # their tasks call RunPod
+
+
+def preload_runpod_sdk(consumed: str | list[str] | None) -> bool:
+    """Import the runpod SDK now, in the worker's main process, if this worker consumes a
+    queue whose tasks call RunPod (``consumed``: Celery's ``--queues``; None or empty means
+    every queue, as ``--workers single`` runs). Returns whether it did.
+
+    ``gateways.runpod`` imports the SDK only when a gateway is built, so processes that
+    never call RunPod skip its ~450 modules (~34 MiB, docs/performance.md); but a prefork
+    pool process building its gateway after the fork would import its own copy each (and
+    again after every restart). Imported before the pool forks, the pages are shared.
+    """
+    names = consumed.split(",") if isinstance(consumed, str) else list(consumed or [])
+    if names and not RUNPOD_QUEUES & {n.strip() for n in names}:
+        return False
+    import runpod  # noqa: F401  (pages shared with the pool processes)
+
+    return True
+
 
 @lru_cache(maxsize=4)
 def _factory(pid: int) -> sessionmaker[Session]:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _modules_after_worker_import(database_url: str) -> set[str]:
     code = ("import sys, worker.app\n"
@@ -25,3 +27,28 @@ def test_postgres_driver_is_imported_before_the_fork_without_connecting() -> Non
 
 def test_sqlite_deployments_do_not_load_psycopg() -> None:
     assert _modules_after_worker_import("sqlite:////tmp/gpubill-preload-test.db") == {"sqlite3"}
+
+
+RUNPOD_PROBE = """
+import sys
+
+import pytest
+from worker import context
+print(context.preload_runpod_sdk({queues!r}), 'runpod' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("consumed", "loaded"), [
+    ("maintenance,notify,stripe", False),  # no RunPod calls: the SDK stays out
+    (["notify"], False),
+    ("jobs", True), (["gpu_status", "notify"], True),  # they call RunPod: shared before the fork
+    (None, True), ([], True),  # every queue (--workers single)
+])
+def test_the_runpod_sdk_is_preloaded_only_by_workers_that_call_runpod(consumed, loaded) -> None:
+    """``worker.app``'s ``celeryd_init`` hook imports the SDK in the worker's main process
+    when its queues call RunPod, so prefork pool processes share it (docs/performance.md)."""
+    env = {**os.environ, "GPUBILL_BROKER_URL": "redis://127.0.0.1:1/0"}  # never connected to
+    run = subprocess.run([sys.executable, "-c", RUNPOD_PROBE.format(queues=consumed)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == [str(loaded), str(loaded)]
