@@ -25,12 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from base.settings import Settings
+from benchmarks import load
 from benchmarks.common import machine, percentile, running_stack
-from emulators.stripe import events as stripe_events
 from gpubill.demo import Client
 from ledger.db import make_engine, make_sessionmaker, transaction
 from ledger.models import Job, JobStatus, LedgerTransaction
-from pricing import load_packs
 
 
 def main() -> None:
@@ -39,11 +38,12 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20, help="jobs offered per second")
     args = ap.parse_args()
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+    # The default /v1 rate limit (per API key) would refuse a benchmark's polling and submits.
+    with tempfile.TemporaryDirectory() as tmp, \
+            running_stack(Path(tmp), GPUBILL_RATE_LIMIT_API="1000000/minute") as stack:
         cfg = stack.settings
         client = Client(stack.receiver_url, cfg)
-        users = [f"overhead-{i}" for i in range(20)]
-        _fund(client, users, args.jobs // 200 + 1)
+        users = load.fund(stack, args.jobs)
         sessions = make_sessionmaker(make_engine(cfg.sqlalchemy_url))
         accepted = _offer(client, users, args.jobs, args.rate)
         jobs = _wait_terminal(sessions, accepted)
@@ -55,22 +55,6 @@ def main() -> None:
         print(f"webhook sent → capture committed: p50 {percentile(to_capture, 50):6.1f} ms   "
               f"p99 {percentile(to_capture, 99):6.1f} ms   (n={len(to_capture)})")
         sessions.kw["bind"].dispose()
-
-
-def _fund(client: Client, users: list[str], packs: int) -> None:
-    """Credit each user ``packs`` ``large`` packs (signed Stripe webhooks); wait up to 120 s
-    until every wallet has a balance (SystemExit otherwise)."""
-    pack = load_packs()["large"]
-    for u in users:
-        for _ in range(packs):
-            client.stripe_event(stripe_events.event("checkout.session.completed",
-                                stripe_events.paid_checkout_session(user_id=u, pack="large",
-                                                                    amount_total=pack.price)))
-    deadline = time.monotonic() + 120
-    while any(client.wallet(u)["balance"] == 0 for u in users):
-        if time.monotonic() > deadline:
-            raise SystemExit("top-ups not credited")
-        time.sleep(0.5)
 
 
 def _offer(client: Client, users: list[str], n: int, rate: float) -> dict[str, float]:
