@@ -41,17 +41,19 @@ from benchmarks.common import machine, percentile, running_stack
 from benchmarks.procstat import CpuMeter, PeakSampler, loadavg, memory_kind, stack_groups
 from gpubill.launcher import Stack
 
+# jobs.place_hold: counted in case a message from before issue 17 shows up (none should).
 PIPELINE_TASKS = (queues.PLACE_HOLD, queues.DISPATCH, queues.REFRESH_STATUS, queues.SEND_NOTIFICATION)
-CODE_PATH = ("receiver POST /v1/jobs → jobs.place_hold (hold) → jobs.dispatch (HTTP /run) → "
-             "[stand-in POSTs the callback to the receiver] → gpu_status.refresh (first delivery leads "
-             "the coalescing window: retry after GPUBILL_RUNPOD_COALESCE_S) → gpu_status.refresh "
-             "(HTTP /status, capture) → notify.send (HTTP POST to the app)")
+CODE_PATH = ("receiver POST /v1/jobs → jobs.dispatch (hold + dispatch intent in one commit, HTTP /run) → "
+             "[stand-in POSTs the callback to the receiver] → gpu_status.refresh (leads the "
+             "coalescing window: HTTP /status now, capture) → notify.send (HTTP POST to the app)")
 
 
-def code_plan(coalesce_s: float) -> list[int]:
+def code_plan() -> list[int]:
     """Worker HTTP calls of each task execution of one job, in order, from the code
-    (worker/tasks/jobs.py, gpu_status.py, notify.py; gateways/runpod.py)."""
-    return [0, 1, 0, 1, 1] if coalesce_s > 0 else [0, 1, 1, 1]
+    (worker/tasks/jobs.py, gpu_status.py, notify.py; gateways/runpod.py). A lone
+    callback leads its coalescing window and reads /status at once, so the window
+    (``GPUBILL_RUNPOD_COALESCE_S``) adds no task to a job with one callback."""
+    return [1, 1, 1]
 
 
 def received_tasks(stack: Stack) -> dict[str, int]:
@@ -149,7 +151,7 @@ def main() -> None:
             running_stack(Path(tmp), workers=args.workers.replace("-", "_"),
                           GPUBILL_NOTIFY_URL=sink.url, **env) as stack:
         cfg = stack.settings
-        plan = code_plan(cfg.runpod_coalesce_s)
+        plan = code_plan()
         print(f"stack: workers={args.workers}, concurrency {stack.worker_concurrency} (prefork) per worker, "
               f"receiver {cfg.receiver_workers} gunicorn workers x 4 threads, "
               f"GPUBILL_RUNPOD_COALESCE_S={cfg.runpod_coalesce_s:g}")

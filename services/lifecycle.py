@@ -65,9 +65,10 @@ def release(s: Session, job: Job, step: t.Transition, error: str | None, *,
 
 
 def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
-    """Hold the job's quoted maximum. True when the job is held (now or before); its
-    ``jobs.dispatch`` is then published at commit. A wallet that cannot cover it ends
-    the job ``rejected``."""
+    """Hold the job's quoted maximum on its own (the ``jobs.place_hold`` task of
+    messages published before issue 17; ``dispatch_order`` holds a requested job itself).
+    True when the job is held (now or before); its ``jobs.dispatch`` is then published
+    at commit. A wallet that cannot cover it ends the job ``rejected``."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
@@ -77,21 +78,31 @@ def place_hold(factory: sessionmaker[Session], job_id: str) -> bool:
             if job.status == t.HOLD.target:  # a redelivery: dispatch (again) is harmless
                 publish_after_commit(s, queues.DISPATCH, job.id)
             return job.status == t.HOLD.target
-        if job.stop_requested_at is not None:  # cancelled before its hold
-            finish(s, job, t.CANCEL_BEFORE_RUN, "cancelled by the user")
+        if not hold(s, job):
             return False
-        ttl = lifetimes_of(job).hold_s
-        try:
-            hold = ops.place_hold(s, user_id=job.user_id, amount=job.hold_credits,
-                                  op_key=hold_key(job.id), job_id=job.id,
-                                  expires_at=utcnow() + timedelta(seconds=ttl))
-        except InsufficientFunds as refused:
-            finish(s, job, t.REJECT, f"insufficient funds: {refused}")
-            return False
-        t.move(job, t.HOLD)
-        job.hold_id, job.held_at, job.updated_at = hold.hold_id, utcnow(), utcnow()
         publish_after_commit(s, queues.DISPATCH, job.id)
         return True
+
+
+def hold(s: Session, job: Job) -> bool:
+    """In the caller's transaction: ``requested`` → ``held`` with a hold of the job's
+    quoted maximum (one ledger call, operation key ``job:{id}:hold``). False when the
+    job ends instead: ``cancelled`` (its cancel came first) or ``rejected`` (the wallet
+    cannot cover it)."""
+    if job.stop_requested_at is not None:  # cancelled before its hold
+        finish(s, job, t.CANCEL_BEFORE_RUN, "cancelled by the user")
+        return False
+    ttl = lifetimes_of(job).hold_s
+    try:
+        placed = ops.place_hold(s, user_id=job.user_id, amount=job.hold_credits,
+                                op_key=hold_key(job.id), job_id=job.id,
+                                expires_at=utcnow() + timedelta(seconds=ttl))
+    except InsufficientFunds as refused:
+        finish(s, job, t.REJECT, f"insufficient funds: {refused}")
+        return False
+    t.move(job, t.HOLD)
+    job.hold_id, job.held_at, job.updated_at = placed.hold_id, utcnow(), utcnow()
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +123,16 @@ class AttemptsExhausted(Exception):
 
 def dispatch_order(factory: sessionmaker[Session], job_id: str,
                    max_attempts: int = 1_000) -> DispatchOrder | None:
-    """The order for a ``held`` job, or None if not held. Records the dispatch intent
-    first (``dispatching_at`` and the attempt, committed before /run). Raises
-    ``AttemptsExhausted`` once ``max_attempts`` /run calls were made for the job in
-    all (task retries and sweeper re-publishes alike)."""
+    """The order to start a job on RunPod, or None if it is not (or no longer) to run.
+    A ``requested`` job is held first (``hold``; rejected or cancelled instead → None),
+    in the same transaction: one task and one commit from request to /run (issue 17).
+    Records the dispatch intent (``dispatching_at`` and the attempt, committed before
+    /run). Raises ``AttemptsExhausted`` once ``max_attempts`` /run calls were made for
+    the job in all (task retries and sweeper re-publishes alike)."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
+        if job is not None and job.status in t.HOLD.sources and not hold(s, job):
+            return None
         if job is None or job.status not in t.DISPATCH.sources or job.stop_requested_at is not None:
             return None  # a cancel is pending: ``services.stops`` releases it
         if job.dispatch_attempts >= max_attempts:
@@ -262,5 +277,5 @@ def _stuck(status: str) -> Callable[[datetime], ColumnElement[bool]]:
 
 
 # Outbox entries (``services.outbox``): a job requested or held but not moved on.
-OUTBOX = (Outbox(queues.PLACE_HOLD, Job, _stuck(JobStatus.REQUESTED), (Job.id,), Job.republishes, Job.republish_at),
+OUTBOX = (Outbox(queues.DISPATCH, Job, _stuck(JobStatus.REQUESTED), (Job.id,), Job.republishes, Job.republish_at),
           Outbox(queues.DISPATCH, Job, _stuck(JobStatus.HELD), (Job.id,), Job.republishes, Job.republish_at))

@@ -1,5 +1,5 @@
 """Settling a running job from RunPod's own account of it: which RunPod job a job is
-(``tracked``), coalescing refreshes (``lead_refresh``), and ``settle_from_runpod`` — the
+(``tracked``), a callback's refresh with its coalescing (``plan_refresh``), and ``settle_from_runpod`` — the
 refresh task's body and the operator's ``gpubill jobs retry-settlement``, one function for both.
 
 The webhook body is never used for money; this re-fetch of ``GET /v2/{endpoint}/status/{id}``
@@ -11,10 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.db import rows_matched, transaction
+from ledger.db import transaction
 from ledger.models import Job, JobStatus, utcnow
 from services import lifecycle
 
@@ -28,16 +27,26 @@ def endpoint_of(factory: sessionmaker[Session], job_id: str) -> str:
         return job.endpoint_id
 
 
-def lead_refresh(factory: sessionmaker[Session], job_id: str, window_s: float) -> bool:
-    """Coalesce /status refreshes (issue 11): True if this caller schedules the job's
-    refresh ``window_s`` from now (none is due yet); False if one is already due within
-    the window — it will read RunPod's status after this callback, so skip."""
-    now = utcnow()
-    with transaction(factory) as s:
-        led = s.execute(update(Job).where(
-            Job.id == job_id, or_(Job.refresh_due_at.is_(None), Job.refresh_due_at <= now))
-            .values(refresh_due_at=now + timedelta(seconds=window_s)))
-        return bool(rows_matched(led))
+def _throttle(job: Job, window_s: float) -> float | None:
+    """Throttle /status reads of one job to one per ``window_s`` seconds, leading edge
+    first (issue 11; issue 17: a callback is settled at once, not at a window's end).
+
+    ``jobs.refresh_due_at`` is the end of the job's quiet window: a read happens (or
+    happened) at ``refresh_due_at − window_s``. Returns 0.0 when the caller reads now
+    (no window is open: it opens one); the delay in seconds when a read was made in the
+    open window and none follows it yet (the caller reads at the window's end, and the
+    window is extended by one more); None when a read is already scheduled after now,
+    so it sees what this callback announced and the caller skips. The caller holds the
+    row lock, so two callbacks never both lead or both trail."""
+    now, window = utcnow(), timedelta(seconds=window_s)
+    due = job.refresh_due_at
+    if due is None or due <= now:
+        job.refresh_due_at = now + window
+        return 0.0
+    if due <= now + window:
+        job.refresh_due_at = due + window
+        return (due - now).total_seconds()
+    return None
 
 
 class NotDispatchedYet(Exception):
@@ -51,12 +60,31 @@ def tracked(factory: sessionmaker[Session], job_id: str) -> tuple[str, str] | No
     ``record_dispatch`` to the database, so the caller retries shortly.
     """
     with transaction(factory) as s:
-        job = s.get(Job, job_id)
-        if job is not None and job.status == JobStatus.HELD:
-            raise NotDispatchedYet(job_id)
-        if job is None or job.status not in JobStatus.RUNNING or not job.runpod_job_id:
+        return _where(s.get(Job, job_id))
+
+
+def plan_refresh(factory: sessionmaker[Session], job_id: str,
+                 window_s: float) -> tuple[tuple[str, str], float] | None:
+    """A callback's refresh, in one transaction: ``tracked`` and, with ``window_s`` > 0,
+    the coalescing throttle (``_throttle``). Returns ((endpoint_id, runpod_job_id),
+    seconds to wait before reading /status: 0.0 = now), or None when there is nothing
+    to read (not running, or a read already scheduled covers this callback). Raises
+    ``NotDispatchedYet`` for a job still ``held`` (nothing written)."""
+    with transaction(factory) as s:
+        job = s.get(Job, job_id, with_for_update=bool(window_s), populate_existing=True)
+        where = _where(job)
+        if where is None or job is None:
             return None
-        return job.endpoint_id, job.runpod_job_id
+        delay = _throttle(job, window_s) if window_s else 0.0
+        return None if delay is None else (where, delay)
+
+
+def _where(job: Job | None) -> tuple[str, str] | None:
+    if job is not None and job.status == JobStatus.HELD:
+        raise NotDispatchedYet(job.id)
+    if job is None or job.status not in JobStatus.RUNNING or not job.runpod_job_id:
+        return None
+    return job.endpoint_id, job.runpod_job_id
 
 
 class StatusSource(Protocol):

@@ -90,7 +90,7 @@ def create_job():
                 params=req.params.model_dump(mode="json", exclude_none=True), job_input=req.input,
                 quote=q, webhook_token=webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id),
             ))
-            publish_after_commit(s, queues.PLACE_HOLD, job_id)  # the sweeper covers a lost publish
+            publish_after_commit(s, queues.DISPATCH, job_id)  # holds, then /run; the sweeper covers a lost publish
     if funded:
         g.log_job_id = job_id  # for the request's log line (webhook_receiver.logcontext)
     return jsonify(answer.body), answer.status

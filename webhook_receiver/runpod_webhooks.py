@@ -44,15 +44,16 @@ def receive(token: str):
 
 def _refetch(s: Session, row: Row[str, str, str | None], claimed: object) -> None:
     """Queue ``gpu_status.refresh`` for the job ``row`` (id, status, RunPod id) names,
-    with ``claimed`` (the RunPod id the body names) when it is a plausible id."""
+    with ``claimed`` (the RunPod id the body names) when it is a plausible id other than
+    the billed one the job has recorded."""
     if row.runpod_job_id and claimed is not None and claimed != row.runpod_job_id:
         log.warning("RunPod webhook for job %s names RunPod job %r, not %s; re-fetching %s only",
                     row.id, claimed, row.runpod_job_id, row.id)
-    if not (isinstance(claimed, str) and 0 < len(claimed) <= 100):
-        claimed = None
+    if not (isinstance(claimed, str) and 0 < len(claimed) <= 100) or claimed == row.runpod_job_id:
+        claimed = None  # nothing to claim: the billed id is recorded already (one transaction less)
     if row.status == JobStatus.HELD or row.status in JobStatus.RUNNING:
         publish_after_commit(s, queues.REFRESH_STATUS, row.id, *([claimed] if claimed else []))
-    elif claimed and claimed != row.runpod_job_id:
+    elif claimed:
         # Issue 11: a RunPod job for an ended job of ours that is not the billed one —
         # the worker records it and cancels it (resources.runpod_jobs.claim).
         publish_after_commit(s, queues.REFRESH_STATUS, row.id, claimed)

@@ -155,11 +155,11 @@ def test_place_hold_publishes_the_dispatch_of_a_held_job_only(sessions, recorder
 
 
 def test_the_outbox_registry_routes_each_stuck_job_to_its_task(sessions) -> None:
-    """Requested → hold, held → dispatch, a pending cancel (requested, held or running)
+    """Requested or held → dispatch (which holds a requested job first), a pending cancel (requested, held or running)
     → cancel; a running job without a cancel, or an ended one, is nobody's."""
     with transaction(sessions) as s:
         cancel = {"stop_reason": "cancel", "stop_requested_at": utcnow()}
-        expect = {(queues.PLACE_HOLD, _job(s, JobStatus.REQUESTED)),
+        expect = {(queues.DISPATCH, _job(s, JobStatus.REQUESTED)),
                   (queues.DISPATCH, _job(s, JobStatus.HELD)),
                   *((queues.CANCEL, _job(s, status, **cancel)) for status in
                     (JobStatus.REQUESTED, JobStatus.HELD, JobStatus.DISPATCHED, JobStatus.IN_PROGRESS))}
@@ -167,6 +167,6 @@ def test_the_outbox_registry_routes_each_stuck_job_to_its_task(sessions) -> None
         _job(s, JobStatus.COMPLETED, **cancel)
     assert set(pending_outbox(sessions, older_than_s=5)) == expect
     assert pending_outbox(sessions, older_than_s=5) == []  # backed off, every entry
-    assert {entry.task for entry in REGISTRY} >= {queues.PLACE_HOLD, queues.DISPATCH, queues.CANCEL,
+    assert {entry.task for entry in REGISTRY} >= {queues.DISPATCH, queues.CANCEL,
                                                   queues.CANCEL_STRAY, queues.PROCESS_STRIPE_EVENT,
                                                   queues.SEND_NOTIFICATION}

@@ -38,14 +38,14 @@ def test_log_lines_are_json_with_the_ids_of_the_work(stack) -> None:
     def worker_lines():
         lines = _lines(stack.log_dir, "worker")
         tasks = {(ln.get("task"), ln.get("job_id") or ln.get("event_id")) for ln in lines}
-        return {("jobs.place_hold", job_id), ("jobs.dispatch", job_id),
+        return {("jobs.dispatch", job_id),
                 ("stripe.process_event", event["id"])} <= tasks and lines
 
     lines = wait_for(worker_lines, 20, "task lines with ids in the worker log")
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys()
-    hold_line = next(ln for ln in lines if ln.get("task") == "jobs.place_hold" and ln.get("job_id") == job_id)
-    assert hold_line["task_id"] and "succeeded" in hold_line["message"]
+    dispatch_line = next(ln for ln in lines if ln.get("task") == "jobs.dispatch" and ln.get("job_id") == job_id)
+    assert dispatch_line["task_id"] and "succeeded" in dispatch_line["message"]
 
     receiver = wait_for(lambda: [ln for ln in _lines(stack.log_dir, "receiver")
                                  if ln.get("job_id") == job_id and ln.get("route") == "/v1/jobs"],

@@ -57,7 +57,7 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
     job_id = r.json()["job_id"]
     assert api.wait_job(job_id, ("completed",), 60)["charge"] >= 1
 
-    wanted = {queues.PROCESS_STRIPE_EVENT, queues.PLACE_HOLD, queues.DISPATCH, queues.REFRESH_STATUS}
+    wanted = {queues.PROCESS_STRIPE_EVENT, queues.DISPATCH, queues.REFRESH_STATUS}
 
     def seen():
         tasks = _get(prod_stack, "/api/tasks").json()
@@ -67,7 +67,7 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
     tasks = wait_for(seen, 60, "Flower to see the money path's tasks succeed")
     # a refresh may also carry the RunPod job id its callback named (issue 11)
     for_job = [t for t in tasks.values() if list(ast.literal_eval(t["args"]))[:1] == [job_id]]
-    assert {t["name"] for t in for_job} >= {queues.PLACE_HOLD, queues.DISPATCH, queues.REFRESH_STATUS}
+    assert {t["name"] for t in for_job} >= {queues.DISPATCH, queues.REFRESH_STATUS}
     for task in for_job:
         assert task["runtime"] is not None and task["worker"]
         queue = queues.ROUTES[task["name"]]

@@ -26,23 +26,25 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     release on FAILED / TIMED_OUT / CANCELLED / 404). The webhook body is never used
     for money: this re-fetch is. ``claimed``: the RunPod id a callback named — adopted
     by a job whose /run answer was lost, else a stray to cancel (``runpod_jobs.claim``).
-    Refreshes of one job within ``GPUBILL_RUNPOD_COALESCE_S`` cost one /status call: the
-    first schedules it at the window's end, later ones within the window are dropped.
+    /status reads of one job are throttled to one per ``GPUBILL_RUNPOD_COALESCE_S``
+    (``settlement.plan_refresh``): the first refresh reads at once, later ones in
+    its window cost one more read at the window's end, together.
     A ``claimed`` id we never recorded is first looked up on RunPod: one RunPod does not
     know (404) is no work of ours — a forged or mistaken callback must not make a held
     job adopt it (the job would then end ``lost``) — and is ignored."""
     try:
         if claimed:
             _claim(job_id, claimed)
-        where = settlement.tracked(context.sessions(), job_id)
-        if where is None:
+        # First delivery: read now, or once at the open window's end, or not at all
+        # when a read already scheduled will see what this callback announced. A
+        # retry is that scheduled read (or a wait for the dispatch): it reads.
+        window = 0.0 if self.request.retries else context.settings().runpod_coalesce_s
+        plan = settlement.plan_refresh(context.sessions(), job_id, window)
+        if plan is None:
             return None
-        window = context.settings().runpod_coalesce_s
-        if window and not self.request.retries:
-            # First delivery: lead one refresh at the window's end, or join the one due.
-            if settlement.lead_refresh(context.sessions(), job_id, window):
-                raise self.retry(countdown=window)
-            return None
+        where, delay = plan
+        if delay > 0:
+            raise self.retry(countdown=delay)
         return settlement.settle_from_runpod(context.sessions(), job_id, context.runpod(), where)
     except settlement.NotDispatchedYet as exc:
         raise self.retry(exc=exc, countdown=1)

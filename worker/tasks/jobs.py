@@ -1,7 +1,9 @@
-"""Job tasks (queue ``jobs``): place the hold, dispatch to RunPod, cancel, expire.
+"""Job tasks (queue ``jobs``): hold and dispatch to RunPod, cancel, expire.
 
-Follow-up work is published by the services, in the transaction that makes it due
-(``base.after_commit``): a hold's dispatch (``lifecycle.place_hold``), a stray's cancel
+A new job is one ``jobs.dispatch``: its hold and its dispatch intent commit together,
+then /run (issue 17: one task fewer per job). ``jobs.place_hold`` stays for messages
+published before that change. Follow-up work is published by the services, in the
+transaction that makes it due (``base.after_commit``): a hold's dispatch (``lifecycle.place_hold``), a stray's cancel
 (``runpod_jobs.record_stray``), a terminal job's notification. No task here publishes.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 @app.task(name=queues.PLACE_HOLD, bind=True, max_retries=MAX_RETRIES)
 def place_hold(self, job_id: str) -> None:
-    """Hold the job's quote; on success the service publishes its dispatch at commit."""
+    """Hold the job's quote; on success the service publishes its dispatch at commit.
+    Only messages published before issue 17 name this task (``dispatch`` holds now)."""
     try:
         lifecycle.place_hold(context.sessions(), job_id)
     except OperationalError as exc:
@@ -34,7 +37,9 @@ def place_hold(self, job_id: str) -> None:
 
 @app.task(name=queues.DISPATCH, bind=True, max_retries=MAX_RETRIES)
 def dispatch(self, job_id: str) -> None:
-    """Start a held job on RunPod. 429 / 5xx / timeouts retry with exponential backoff
+    """Hold a requested job's quote and start it on RunPod (``lifecycle.dispatch_order``:
+    a wallet that cannot cover it ends the job ``rejected``, and nothing is sent); a job
+    already held is just started. 429 / 5xx / timeouts retry with exponential backoff
     and full jitter, at most ``GPUBILL_DISPATCH_MAX_RETRIES`` times; a refusal (other
     4xx) or exhausted retries release the hold and fail the job with the reason."""
     cfg = context.settings()
