@@ -26,13 +26,31 @@ from webhook_receiver.errors import ApiError
 # A JSON string literal (escapes included); brackets inside one are data, not nesting.
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST = re.compile(rb"\{\}|\[\]")
 
 
-def json_depth(raw: bytes) -> int:
-    """The deepest bracket nesting of ``raw`` outside string literals (0 for a scalar).
+def json_depth(raw: bytes, cap: int | None = None) -> int:
+    """The deepest bracket nesting of ``raw`` outside string literals (0 for a scalar);
+    with ``cap``, any value above ``cap`` as soon as the nesting is known to exceed it.
 
     Exact for valid JSON; for invalid JSON an upper bound good enough to refuse on (the
-    parser refuses it anyway)."""
+    parser refuses it anyway). Valid JSON's brackets pair up, so removing the innermost
+    pairs once per level empties them in exactly ``depth`` passes, each one C-level
+    scan of the brackets alone (issue 17: the loop over every bracket in Python was 7 %
+    of the receiver's CPU on Stripe intake); brackets that do not pair up fall back to
+    counting one by one, and so does a nesting deeper than ``cap`` (passes stay bounded)."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = 0
+    while brackets:
+        inner = _INNERMOST.sub(b"", brackets)
+        if len(inner) == len(brackets) or (cap is not None and depth > cap):
+            return _depth_one_by_one(raw)
+        brackets, depth = inner, depth + 1
+    return depth
+
+
+def _depth_one_by_one(raw: bytes) -> int:
     depth = deepest = 0
     for m in _BRACKET.finditer(_STRING.sub(b'""', raw)):
         if m.group() in b"[{":
@@ -52,7 +70,7 @@ def _guard() -> None:
     if len(raw) > cfg.max_request_bytes:
         raise ApiError(413, "request_entity_too_large",
                        f"request body is over {cfg.max_request_bytes} bytes")
-    if json_depth(raw) > cfg.max_json_depth:
+    if json_depth(raw, cfg.max_json_depth) > cfg.max_json_depth:
         raise ApiError(400, "invalid_json", f"JSON nests deeper than {cfg.max_json_depth} levels")
 
 
