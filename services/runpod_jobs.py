@@ -17,6 +17,7 @@ from base.after_commit import publish_after_commit
 from ledger import transitions as t
 from ledger.db import transaction
 from ledger.models import Job, RunPodJob, RunPodRole, RunPodState, utcnow
+from ledger.statements import insert_ignore
 from services.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,9 @@ def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
     t.move(job, t.DISPATCH)
     job.runpod_job_id, job.runpod_status = runpod_job_id, "IN_QUEUE"
     job.dispatched_at = job.last_checked_at = job.updated_at = now
-    if s.get(RunPodJob, runpod_job_id) is None:
-        s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
-                        role=BILLED, state=OPEN, recorded_at=now))
+    # One statement, no read first (issue 17): an id recorded before stays as it was.
+    insert_ignore(s, RunPodJob, id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
+                  role=BILLED, state=OPEN, recorded_at=now)
 
 
 def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
@@ -42,12 +43,11 @@ def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
     publish its ``jobs.cancel_stray`` (job id, endpoint id, RunPod id) at commit.
     False when that id is already recorded (billed or stray): whoever recorded it
     published its cancel, and the outbox sweeper re-publishes an open stray's."""
-    if s.get(RunPodJob, runpod_job_id) is not None:
+    if insert_ignore(s, RunPodJob, id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
+                     role=STRAY, state=OPEN, recorded_at=utcnow()) is None:
         return False
     log.warning("job %s: RunPod job %s is a stray (not the billed %s); cancelling it",
                 job.id, runpod_job_id, job.runpod_job_id)
-    s.add(RunPodJob(id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
-                    role=STRAY, state=OPEN, recorded_at=utcnow()))
     publish_after_commit(s, queues.CANCEL_STRAY, job.id, job.endpoint_id, runpod_job_id)
     return True
 
