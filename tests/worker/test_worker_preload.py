@@ -12,7 +12,7 @@ import pytest
 
 def _modules_after_worker_import(database_url: str) -> set[str]:
     code = ("import sys, worker.app\n"
-            "for m in worker.app.app.conf.include: __import__(m)\n"
+            "worker.app.import_tasks(None)\n"  # what the single worker imports
             "print(' '.join(k for k in ('psycopg', 'sqlite3') if k in sys.modules))")
     env = {**os.environ, "GPUBILL_BROKER_URL": "redis://127.0.0.1:6379/0",
            "GPUBILL_DATABASE_URL": database_url}
