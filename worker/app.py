@@ -16,6 +16,7 @@ routes are per queue, so it is never sent a task it has not registered.
 """
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -105,3 +106,13 @@ def _preload(options: dict[str, Any] | None = None, **_: Any) -> None:
     if context.preload_runpod_sdk(consumed):
         logging.getLogger(__name__).info("runpod SDK preloaded before the pool forks (queues: %s)",
                                          consumed or "all")
+
+
+@signals.worker_init.connect
+def _freeze_before_fork(**_: Any) -> None:
+    """The last step in the worker's main process before the pool forks: move every object
+    so far (modules, app, task code) to the collector's permanent generation. A pool
+    process's full collections then never write to those objects' GC headers, which would
+    copy (unshare) the pages they sit on — the CPython docs' advice for fork servers."""
+    gc.collect()
+    gc.freeze()
