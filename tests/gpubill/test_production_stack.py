@@ -96,6 +96,14 @@ def test_flower_lists_one_worker_per_queue_and_queue_lengths(prod_stack) -> None
     registered = {info["active_queues"][0]["name"]: sorted(info["registered"]) for info in found.values()}
     assert registered == {q: sorted(n for n, r in queues.ROUTES.items() if r == q) for q in queues.QUEUES}
 
+    # Alive by their worker-heartbeat events, sent every stack_argv.EVENT_HEARTBEAT_S.
+    def status():
+        found = _get(prod_stack, "/api/workers?status=1").json()
+        return len(found) >= len(queues.QUEUES) and found
+
+    alive = wait_for(status, 60, "heartbeats of every worker")
+    assert all(alive.values()), alive
+
     lengths = _get(prod_stack, "/api/queues/length").json()["active_queues"]
     assert {q["name"] for q in lengths} == set(queues.QUEUES)
     assert all(isinstance(q["messages"], int) for q in lengths)
