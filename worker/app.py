@@ -10,7 +10,7 @@
 
 The app itself imports no task code: beat and Flower (``-A worker.app``) need only task
 *names*, which ``base.queues`` holds, so they skip ``services``/``ledger``/SQLAlchemy
-(~36 MiB each, docs/performance.md). A worker imports the task modules of the queues it
+(~38 MiB PSS each, docs/performance.md). A worker imports the task modules of the queues it
 consumes (``worker.queue_tasks``) in its main process before the pool forks (``celeryd_init``);
 routes are per queue, so it is never sent a task it has not registered.
 """
@@ -93,11 +93,10 @@ def _preload(options: dict[str, Any] | None = None, **_: Any) -> None:
     """In the worker's main process, before the pool forks (``celeryd_init``, after
     Celery's own imports, before it consumes): the task modules of this worker's queues,
     then the runpod SDK if they call RunPod — pages shared with the pool processes."""
-    from worker import context
-
     consumed = (options or {}).get("queues")
     try:
         modules = import_tasks(consumed)
+        from worker import context  # imported by every task module: nothing new, but checked here
     except Exception as exc:
         # Celery logs and swallows a signal handler's error, and a worker without its tasks
         # would discard their messages as unregistered: it must not start.
