@@ -7,9 +7,16 @@
 - ``visibility_timeout`` (Redis) is far above the longest task + retry delay, so Redis
   never redelivers a task that is still running.
 - Hard and soft time limits; explicit task names and queues; task events on for Flower.
+
+The app itself imports no task code: beat and Flower (``-A worker.app``) need only task
+*names*, which ``base.queues`` holds, so they skip ``services``/``ledger``/SQLAlchemy
+(~38 MiB PSS each, docs/performance.md). A worker imports the task modules of the queues it
+consumes (``worker.queue_tasks``) in its main process before the pool forks (``celeryd_init``);
+routes are per queue, so it is never sent a task it has not registered.
 """
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -20,6 +27,7 @@ from kombu import Queue
 from base import queues
 from base.settings import get_settings
 from worker import observability  # noqa: F401  (connects Celery's logging and task hooks)
+from worker.queue_tasks import task_modules
 
 TASK_SOFT_LIMIT_S = 60
 TASK_HARD_LIMIT_S = 90
@@ -30,10 +38,7 @@ def make_celery() -> Celery:
     cfg = get_settings()
     if not cfg.broker_url:
         raise RuntimeError("GPUBILL_BROKER_URL is not set (gpubill up sets it for the embedded broker)")
-    app = Celery("gpubill", broker=cfg.broker_url, include=[
-        "worker.tasks.stripe", "worker.tasks.jobs", "worker.tasks.gpu_status",
-        "worker.tasks.maintenance", "worker.tasks.notify", "worker.tasks.reconcile",
-    ])
+    app = Celery("gpubill", broker=cfg.broker_url)  # no include: a worker imports its own (_preload)
     app.conf.update(
         task_serializer="json", accept_content=["json"],
         task_ignore_result=True, result_backend=None,
@@ -73,12 +78,40 @@ def redbeat_config(redis_url: str) -> dict[str, object]:
 app = make_celery()
 
 
+def import_tasks(consumed: str | list[str] | None) -> list[str]:
+    """Import (register) the task modules of ``consumed`` into ``app``; returns them.
+    ``conf.include`` lists them too, as Celery's own ``--include`` does."""
+    modules = task_modules(consumed)
+    for module in modules:
+        app.loader.import_task_module(module)
+    app.conf.include = tuple(modules)
+    return modules
+
+
 @signals.celeryd_init.connect
 def _preload(options: dict[str, Any] | None = None, **_: Any) -> None:
-    """In the worker's main process, before the pool forks (``celeryd_init``)."""
-    from worker import context
-
+    """In the worker's main process, before the pool forks (``celeryd_init``, after
+    Celery's own imports, before it consumes): the task modules of this worker's queues,
+    then the runpod SDK if they call RunPod — pages shared with the pool processes."""
     consumed = (options or {}).get("queues")
+    try:
+        modules = import_tasks(consumed)
+        from worker import context  # imported by every task module: nothing new, but checked here
+    except Exception as exc:
+        # Celery logs and swallows a signal handler's error, and a worker without its tasks
+        # would discard their messages as unregistered: it must not start.
+        raise SystemExit(f"task modules of queues {consumed or 'all'} failed to import: {exc!r}") from exc
+    logging.getLogger(__name__).info("task modules for queues %s: %s", consumed or "all", ", ".join(modules))
     if context.preload_runpod_sdk(consumed):
         logging.getLogger(__name__).info("runpod SDK preloaded before the pool forks (queues: %s)",
                                          consumed or "all")
+
+
+@signals.worker_init.connect
+def _freeze_before_fork(**_: Any) -> None:
+    """The last step in the worker's main process before the pool forks: move every object
+    so far (modules, app, task code) to the collector's permanent generation. A pool
+    process's full collections then never write to those objects' GC headers, which would
+    copy (unshare) the pages they sit on — the CPython docs' advice for fork servers."""
+    gc.collect()
+    gc.freeze()

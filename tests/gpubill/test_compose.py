@@ -13,6 +13,7 @@ import yaml
 
 from base import queues
 from base.settings import Settings
+from gpubill import stack_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -31,6 +32,9 @@ def _cmd(service: dict) -> str:
 def test_one_worker_per_queue_one_beat_flower_and_migrations(services) -> None:
     workers = {m.group(1) for s in services.values() if (m := re.search(r"worker --queues (\S+)", _cmd(s)))}
     assert workers == set(queues.QUEUES)
+    for s in services.values():  # the event heartbeat gpubill up uses (docs/performance.md)
+        if "worker --queues" in _cmd(s):
+            assert f"--heartbeat-interval {stack_argv.EVENT_HEARTBEAT_S} " in _cmd(s)
     assert [n for n, s in services.items() if re.search(r"worker\.app beat\b", _cmd(s))] == ["beat"]
     assert "--read_only" in _cmd(services["flower"])
     assert _cmd(services["migrate"]) == "gpubill db upgrade"

@@ -87,11 +87,22 @@ def test_flower_shows_each_task_by_name_with_ids_only(prod_stack) -> None:
 def test_flower_lists_one_worker_per_queue_and_queue_lengths(prod_stack) -> None:
     def workers():
         found = _get(prod_stack, "/api/workers?refresh=1").json()
-        return len(found) >= len(queues.QUEUES) and found
+        return len(found) >= len(queues.QUEUES) and all("registered" in i for i in found.values()) and found
 
     found = wait_for(workers, 60, "every worker in Flower")
     consumed = sorted(tuple(q["name"] for q in info["active_queues"]) for info in found.values())
     assert consumed == sorted((q,) for q in queues.QUEUES)
+    # Each worker imported only its queue's task modules (worker.queue_tasks), and all of them.
+    registered = {info["active_queues"][0]["name"]: sorted(info["registered"]) for info in found.values()}
+    assert registered == {q: sorted(n for n, r in queues.ROUTES.items() if r == q) for q in queues.QUEUES}
+
+    # Alive by their worker-heartbeat events, sent every stack_argv.EVENT_HEARTBEAT_S.
+    def status():
+        found = _get(prod_stack, "/api/workers?status=1").json()
+        return len(found) >= len(queues.QUEUES) and found
+
+    alive = wait_for(status, 60, "heartbeats of every worker")
+    assert all(alive.values()), alive
 
     lengths = _get(prod_stack, "/api/queues/length").json()["active_queues"]
     assert {q["name"] for q in lengths} == set(queues.QUEUES)
@@ -243,6 +254,18 @@ def test_healthchecks_pass_on_the_running_stack(prod_stack) -> None:
                  ("http", f"{prod_stack.flower_url}/healthcheck")):
         result = _check(prod_stack, *args)
         assert result.returncode == 0, (args, result.stderr)
+
+
+def _maps_db_driver(pid: int) -> bool:
+    maps = open(f"/proc/{pid}/maps").read()  # the DBAPI's C extension, loaded with the task code
+    return "psycopg_binary" in maps or "_sqlite3" in maps
+
+
+def test_beat_and_flower_load_no_task_code_the_workers_do(prod_stack) -> None:
+    """worker.app imports no task modules; only a worker's celeryd_init hook does."""
+    for name in ("beat", "flower"):
+        assert not _maps_db_driver(prod_stack.child(name).proc.pid), name
+    assert all(_maps_db_driver(prod_stack.child(f"worker-{q}").proc.pid) for q in queues.QUEUES)
 
 
 def test_healthchecks_fail_when_their_service_is_not_there(prod_stack) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 def _modules_after_worker_import(database_url: str) -> set[str]:
     code = ("import sys, worker.app\n"
-            "for m in worker.app.app.conf.include: __import__(m)\n"
+            "worker.app.import_tasks(None)\n"  # what the single worker imports
             "print(' '.join(k for k in ('psycopg', 'sqlite3') if k in sys.modules))")
     env = {**os.environ, "GPUBILL_BROKER_URL": "redis://127.0.0.1:6379/0",
            "GPUBILL_DATABASE_URL": database_url}
@@ -52,3 +52,17 @@ def test_the_runpod_sdk_is_preloaded_only_by_workers_that_call_runpod(consumed, 
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == [str(loaded), str(loaded)]
+
+
+def test_the_main_process_freezes_its_objects_before_the_pool_forks() -> None:
+    """``worker_init`` (the last signal before the pool forks) moves the main process's
+    objects to the permanent generation: pool processes' collections leave their pages
+    shared (docs/performance.md "Memory": ~40 MiB per per-queue worker)."""
+    code = ("import gc\nfrom celery import signals\nimport worker.app\n"
+            "before = gc.get_freeze_count()\nsignals.worker_init.send(sender=None)\n"
+            "print(before, gc.get_freeze_count())")
+    env = {**os.environ, "GPUBILL_BROKER_URL": "redis://127.0.0.1:1/0"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    before, after = map(int, run.stdout.split())
+    assert before == 0 and after > 10_000  # every module, class and function loaded so far
