@@ -40,6 +40,27 @@ class Backend:
     data_dir: Path
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend-dependent-only", action="store_true",
+        help="deselect tests that run the same on either backend (tests/backend_scope.py): "
+             "scripts/test.sh runs those once, on the embedded run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--backend-dependent-only"):
+        return
+    from tests.backend_scope import depends_on_backend
+
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        (keep if depends_on_backend(item) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def _missing(what: str, err: Exception) -> None:
     msg = f"{what} unavailable for the {BACKEND} backend: {err}"
     if IN_CI:

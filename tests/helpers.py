@@ -1,4 +1,5 @@
-"""Test helpers: an HTTP client for the running stack, polling, DB lookups."""
+"""Test helpers: an HTTP client for the running stack, polling, DB lookups, Prometheus
+scrapes as numbers. Nothing here depends on the backend under test (tests/backend_scope.py)."""
 from __future__ import annotations
 
 import secrets
@@ -7,14 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
+from base.settings import DEV_METRICS_TOKEN
 from emulators.stripe.control import StripeStandIn
 from gpubill.demo import Client
 from gpubill.launcher import Stack
 from ledger.db import transaction
 from ledger.models import StripeEvent
 from pricing import load_packs
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
 def wait_for(probe: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
@@ -81,3 +86,17 @@ class Api(Client):
 def db_event(sessions: sessionmaker[Session], event_id: str) -> StripeEvent | None:
     with transaction(sessions) as s:
         return s.get(StripeEvent, event_id)
+
+
+def scrape(base_url: str, token: str = DEV_METRICS_TOKEN) -> dict[Sample, float]:
+    """``GET /metrics`` (bearer ``token``) parsed: {(sample name, labels): value}."""
+    r = requests.get(f"{base_url}/metrics", timeout=10, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(r.text) for s in family.samples}
+
+
+def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
+    """One sample's value; 0 when absent (a labelled counter not incremented yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -1,6 +1,6 @@
 """Test helpers around whole stacks: a second, production-shaped stack with its own
 database and broker; stopping a stack's embedded broker; a throwaway ledger database;
-the receiver served in-process over real HTTP; Prometheus scrapes as numbers."""
+the receiver served in-process over real HTTP. (Prometheus scrapes: ``tests.helpers``.)"""
 from __future__ import annotations
 
 import threading
@@ -8,17 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from base.settings import DEV_METRICS_TOKEN
 from gpubill.broker import EmbeddedBroker, free_port
 from gpubill.launcher import Stack
 from tests.databases import empty_database
-
-Sample = tuple[str, frozenset[tuple[str, str]]]
 
 
 def production_stack(data_dir: Path, backend_name: str) -> Iterator[Stack]:
@@ -85,17 +80,3 @@ def serving(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
-
-
-def scrape(base_url: str, token: str = DEV_METRICS_TOKEN) -> dict[Sample, float]:
-    """``GET /metrics`` (bearer ``token``) parsed: {(sample name, labels): value}."""
-    r = requests.get(f"{base_url}/metrics", timeout=10, headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 200, r.text
-    assert r.headers["Content-Type"].startswith("text/plain")
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
-
-
-def value(samples: dict[Sample, float], name: str, **labels: str) -> float:
-    """One sample's value; 0 when absent (a labelled counter not incremented yet)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)

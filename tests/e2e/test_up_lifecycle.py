@@ -18,8 +18,7 @@ import pytest
 from gpubill.broker import free_port
 from gpubill.launcher import STOP_GRACE_S
 from tests.e2e.test_demo_command import processes_of
-from tests.helpers import wait_for
-from tests.stacks import scrape
+from tests.helpers import scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -27,8 +27,8 @@ from base import queues
 from gpubill.broker import free_port
 from gpubill.launcher import Stack
 from pricing import load_packs
-from tests.helpers import Api, wait_for
-from tests.stacks import production_stack, scrape, value
+from tests.helpers import Api, scrape, value, wait_for
+from tests.stacks import production_stack
 
 pytestmark = pytest.mark.integration
 CREDITS = "gpubill_credits_total"

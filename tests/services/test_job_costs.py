@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from ledger.models import JobStatus
+from tests.helpers import scrape, value
 from tests.runpod_truth import runpod_jobs_for
-from tests.stacks import scrape, value
 
 pytestmark = pytest.mark.integration
 A4000_USD_S = Decimal("0.00016")  # rate card, RTX_A4000 flex price (RunPod pricing table)

@@ -13,8 +13,7 @@ from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, JobStatus, LedgerTransaction, Topup
 from ledger.reconcile import run_checks
 from tests.factories import ChargeFactory, CheckoutSessionFactory, EventFactory, user_id
-from tests.helpers import Api, db_event, wait_for
-from tests.stacks import scrape, value
+from tests.helpers import Api, db_event, scrape, value, wait_for
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)

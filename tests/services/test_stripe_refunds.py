@@ -12,8 +12,7 @@ from ledger import operations as ops
 from ledger.db import transaction
 from ledger.models import EventStatus, Hold, HoldStatus, ReversalStatus, utcnow
 from tests.factories import HoldFactory
-from tests.helpers import Api, db_event
-from tests.stacks import scrape, value
+from tests.helpers import Api, db_event, scrape, value
 from tests.stripe_flows import (
     bought,
     event_ids,

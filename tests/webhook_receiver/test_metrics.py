@@ -15,8 +15,7 @@ import requests
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gpubill.broker import EmbeddedBroker, free_port
-from tests.helpers import Api, wait_for
-from tests.stacks import scrape, value
+from tests.helpers import Api, scrape, value, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +132,7 @@ def test_no_total_counter_decreases_across_a_run(stack, sessions) -> None:
     negative flow before), and the adjust series move by exactly the amounts posted."""
     from ledger.adjustments import adjust
     from ledger.db import transaction
-    from tests.stacks import value
+    from tests.helpers import value
 
     api = Api(stack)
     history = [scrape(stack.receiver_url)]
