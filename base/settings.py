@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     # with full jitter from retry_backoff_s, doubling, capped at 60 s).
     runpod_timeout_s: float = 10.0
     dispatch_max_retries: int = Field(default=6, ge=0, le=20)
-    # Issue 11: RunPod callbacks (and polls) for one job within this window cost one /status.
+    # Issue 11/17: /status reads of one job at most one per this window, leading edge first.
     runpod_coalesce_s: float = Field(default=2.0, ge=0, le=60)
     retry_backoff_s: float = Field(default=1.0, gt=0)
     # Outbound webhooks to the app about terminal job states; empty URL = not sent
