@@ -284,8 +284,28 @@ def test_a_valid_job_is_accepted_and_stored_with_the_models_hold(api, sessions, 
             assert s.scalars(select(IdempotencyKey).where(IdempotencyKey.key == key)).one().job_id == job.id
 
 
+@pytest.mark.parametrize(("job_type", "resolution", "scale"), [
+    ("track", "2160p", None), ("upscale", "1080p", 4), ("overlay", "1440p", None)])
+def test_a_valid_job_over_the_whole_budget_is_refused(api, sessions, acceptor, job_type, resolution,
+                                                      scale) -> None:
+    """Drawn on purpose, not left to the draw above: with jobs settled within
+    milliseconds, holds no longer pile up, so 30 random jobs may all fit and none be
+    refused (seen in CI). A 3 h job whose model hold is over the whole budget: 402,
+    nothing stored."""
+    params: dict[str, Any] = {"duration_s": 10_800.0, "resolution": resolution}
+    if scale is not None:
+        params["scale"] = scale
+    body = {"user_id": acceptor["user"], "type": job_type, "params": params,
+            "input": {"emulator": {"execution_ms": 20}}}
+    assert model_hold(body) > BUDGET, body
+    before = snapshot(sessions, (acceptor["user"],))
+    refused(_post_job(api, body, _job_headers(api, None)), 402, "insufficient_funds")
+    assert snapshot(sessions, (acceptor["user"],))["jobs"] == before["jobs"]
+    acceptor["refused"] += 1
+
+
 def test_both_outcomes_were_exercised(acceptor) -> None:
-    """The valid-job test must have accepted and refused some (else it proved little)."""
+    """The valid-job tests must have accepted and refused some (else they proved little)."""
     assert acceptor["accepted"] >= 3 and acceptor["refused"] >= 1, acceptor
 
 
