@@ -1,8 +1,8 @@
 """One task from request to /run (issue 17): ``lifecycle.dispatch_order`` holds a
 ``requested`` job's quote and records the dispatch intent in one transaction.
 
-Expected money comes from the rate card (``pricing.quote``'s ``hold_credits``) and the
-top-up the test made, never from the columns the code under test wrote."""
+Expected money comes from the rate card's model (``tests.model.rates``: the hold of a
+30 s 1080p framing job) and the top-up the test made, never from the code under test."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -13,8 +13,10 @@ from ledger.models import Hold, Job, JobStatus, Notification, Wallet
 from pricing import JobParams, quote
 from services import lifecycle
 from tests.factories import FundedWalletFactory, JobFactory
+from tests.model import rates
 
-Q = quote("framing", JobParams(duration_s=Decimal(30), resolution="1080p"))
+Q = quote("framing", JobParams(duration_s=Decimal(30), resolution="1080p"))  # the job's frozen quote
+HOLD = rates.quote("framing", Decimal(30), "1080p").hold  # what it must hold, by the model
 
 
 def _state(sessions, job_id: str, user: str) -> tuple[Job, Wallet, list[Hold], list[Notification]]:
@@ -26,7 +28,7 @@ def _state(sessions, job_id: str, user: str) -> tuple[Job, Wallet, list[Hold], l
 
 
 def test_a_requested_job_is_held_and_ordered_in_one_call(sessions, invariants) -> None:
-    credits = Q.hold_credits + 7
+    credits = HOLD + 7
     user = FundedWalletFactory.create(sessions=sessions, prefix="dh", credits=credits).user_id
     job_id = JobFactory.create(sessions=sessions, user_id=user, quote=Q).id
 
@@ -35,12 +37,12 @@ def test_a_requested_job_is_held_and_ordered_in_one_call(sessions, invariants) -
     job, wallet, holds, _ = _state(sessions, job_id, user)
     assert order is not None and order.job_id == job_id
     assert (job.status, job.dispatch_attempts) == (JobStatus.HELD, 1)
-    assert [h.amount for h in holds] == [Q.hold_credits]
-    assert (wallet.balance, wallet.held, wallet.available) == (credits, Q.hold_credits, 7)
+    assert [h.amount for h in holds] == [HOLD]
+    assert (wallet.balance, wallet.held, wallet.available) == (credits, HOLD, 7)
     # A redelivery (the /run answer lost) orders again; the hold is not placed twice.
     assert lifecycle.dispatch_order(sessions, job_id) is not None
     job, wallet, holds, _ = _state(sessions, job_id, user)
-    assert (job.dispatch_attempts, len(holds), wallet.held) == (2, 1, Q.hold_credits)
+    assert (job.dispatch_attempts, len(holds), wallet.held) == (2, 1, HOLD)
     # Never sent to RunPod: end it, so a stack sharing the database does not dispatch it.
     lifecycle.fail_before_run(sessions, job_id, "test over")
     assert _state(sessions, job_id, user)[1].held == 0
@@ -48,7 +50,7 @@ def test_a_requested_job_is_held_and_ordered_in_one_call(sessions, invariants) -
 
 
 def test_a_wallet_that_cannot_cover_the_quote_rejects_and_orders_nothing(sessions, invariants) -> None:
-    credits = Q.hold_credits - 1
+    credits = HOLD - 1
     user = FundedWalletFactory.create(sessions=sessions, prefix="dh", credits=credits).user_id
     job_id = JobFactory.create(sessions=sessions, user_id=user, quote=Q).id
 
@@ -63,7 +65,7 @@ def test_a_wallet_that_cannot_cover_the_quote_rejects_and_orders_nothing(session
 
 
 def test_a_job_cancelled_before_its_hold_is_ended_without_money(sessions, invariants) -> None:
-    user = FundedWalletFactory.create(sessions=sessions, prefix="dh", credits=Q.hold_credits).user_id
+    user = FundedWalletFactory.create(sessions=sessions, prefix="dh", credits=HOLD).user_id
     job_id = JobFactory.create(sessions=sessions, user_id=user, quote=Q).id
     with transaction(sessions) as s:
         request_cancel(s.get_one(Job, job_id))
@@ -71,5 +73,5 @@ def test_a_job_cancelled_before_its_hold_is_ended_without_money(sessions, invari
     assert lifecycle.dispatch_order(sessions, job_id) is None
 
     job, wallet, holds, _ = _state(sessions, job_id, user)
-    assert (job.status, holds, wallet.held, wallet.balance) == (JobStatus.CANCELLED, [], 0, Q.hold_credits)
+    assert (job.status, holds, wallet.held, wallet.balance) == (JobStatus.CANCELLED, [], 0, HOLD)
     invariants()
