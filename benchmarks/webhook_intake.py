@@ -11,6 +11,12 @@ just after (``base.batch_publisher``). The run ends by checking every event was 
 applied once, and counts those the outbox sweeper had to enqueue instead (0 when the
 receiver enqueued them all). Load comes from ``--clients`` processes on keep-alive
 connections; the paced run schedules every request in advance.
+
+Two references on the receiver's exact gunicorn settings (``benchmarks.bare_app``): the
+bare route (``return ""``, the framework's ceiling; issue 17's target is intake ≥ 0.5×
+it) and the *store floor*, the same route plus one plain-psycopg ``INSERT`` of the raw
+body and its ``COMMIT`` — what any receiver that stores an event before answering
+(Stripe: answer 2xx once the event is safely stored) must at least do.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 
 from benchmarks.common import machine, peak_rss_mib, percentile, running_stack
 from emulators.stripe import events as stripe_events
@@ -98,26 +105,47 @@ def _load(port: int, path: str, bodies: list[list[tuple[bytes, dict[str, str]]]]
     return (ok + bad) / max(r[3] for r in results), bad, lat
 
 
-def _bare_server(stack: Stack) -> tuple[subprocess.Popen[bytes], int]:
+def _bare_server(stack: Stack, app: str = "create_app()") -> tuple[subprocess.Popen[bytes], int]:
     """gunicorn with the receiver's exact settings (config module, workers, threads,
-    logging) serving only ``return ""``: command-line bind and app override the config."""
+    logging) serving one of ``benchmarks.bare_app``'s references: command-line bind and
+    app override the config."""
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:gpubill.gunicorn_conf",
-            "--bind", f"127.0.0.1:{port}", "benchmarks.bare_app:create_app()"]
-    proc = subprocess.Popen(argv, env={**os.environ, **stack.env}, stdout=subprocess.DEVNULL,
+            "--bind", f"127.0.0.1:{port}", f"benchmarks.bare_app:{app}"]
+    env = {**os.environ, **stack.env, "GPUBILL_BENCH_STORE_DSN": _conninfo(stack)}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
                             start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("POST", "/")
+            c.request("POST", "/", body=b"{}")
             if c.getresponse().status == 200:
                 return proc, port
         except OSError:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("bare gunicorn did not start")
+
+
+def _conninfo(stack: Stack) -> str:
+    """The stack's database as a libpq conninfo (for the store floor's plain psycopg)."""
+    return make_url(stack.settings.sqlalchemy_url).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+
+
+def _reference(stack: Stack, app: str, bodies: list[list[tuple[bytes, dict[str, str]]]],
+               seconds: float) -> tuple[float, list[float]]:
+    """(req/s, sorted ms) of a ``benchmarks.bare_app`` reference served flat out."""
+    server, port = _bare_server(stack, app)
+    try:
+        _load(port, "/", bodies, 2, None)
+        rps, _, lat = _load(port, "/", bodies, seconds, None)
+    finally:
+        server.kill()
+        server.wait()
+    return rps, lat
 
 
 def main() -> None:
@@ -167,16 +195,19 @@ def _intake(stack: Stack, args: argparse.Namespace) -> None:
     prps, pbad, plat = _load(port, "/webhooks/stripe", runs["paced"], args.seconds, args.rate)
     print(f"intake at {args.rate:.0f}/s offered: {prps:7.0f} events/s, p50 {percentile(plat, 50):.1f} ms, "
           f"p99 {percentile(plat, 99):.1f} ms, max {plat[-1]:.1f} ms, non-200 {pbad}")
-    bare, bare_port = _bare_server(stack)
-    try:
-        empty = [[(b"", {"Content-Type": "application/json"})]] * args.clients
-        _load(bare_port, "/", empty, 2, None)
-        brps, _, blat = _load(bare_port, "/", empty, args.seconds, None)
-    finally:
-        bare.kill()
-        bare.wait()
+    brps, blat = _reference(stack, "create_app()", [[(b"", {"Content-Type": "application/json"})]] * args.clients,
+                            args.seconds)
     print(f"bare `return \"\"` on the same gunicorn settings: {brps:7.0f} req/s "
           f"(p50 {percentile(blat, 50):.1f} ms); intake is {rps / brps:.0%} of that ceiling")
+    engine = make_engine(stack.settings.sqlalchemy_url)
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE IF NOT EXISTS bench_store_floor (id bigserial PRIMARY KEY, body text NOT NULL)"))
+    engine.dispose()
+    frps, flat = _reference(stack, "create_store_app()", runs["max"], args.seconds)
+    print(f"store floor (the same route + one INSERT of the raw body and its COMMIT; no check, no parse, "
+          f"no publish): {frps:7.0f} req/s (p50 {percentile(flat, 50):.1f} ms), {frps / brps:.0%} of the bare "
+          f"route; intake is {rps / frps:.0%} of the store floor")
+    print(f"target: [{'PASS' if rps >= 0.5 * brps else 'MISS'}] intake ≥ 0.5× the bare route: {rps / brps:.2f}")
 
 
 def _drain(stack: Stack, workers: list[str]) -> int:
