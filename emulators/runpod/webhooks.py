@@ -35,7 +35,7 @@ class WebhookSender:
         self._spawn = spawn
 
     def send(self, hook: Hook | None) -> None:
-        """Start delivering ``hook`` (None: nothing to send); records the first send time."""
+        """Start delivering ``hook`` (None: nothing to send), each copy on a thread of its own."""
         if hook is None:
             return
         job, url, body, copies = hook
@@ -43,9 +43,6 @@ class WebhookSender:
             with self._lock:
                 job.webhook_pending -= copies
             return
-        with self._lock:
-            if job.webhook_sent_wall is None:
-                job.webhook_sent_wall = time.time()
         for _ in range(copies):
             self._spawn(self._deliver, job, url, body, name="runpod-webhook")
 
@@ -57,6 +54,10 @@ class WebhookSender:
                     return
                 with self._lock:
                     job.webhook_attempts += 1
+                    # The trace's send time: when the first POST leaves, not when its
+                    # thread was started (issue 17 measures callback → capture from here).
+                    if job.webhook_sent_wall is None:
+                        job.webhook_sent_wall = time.time()
                 try:
                     response = requests.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S)
                     if 200 <= response.status_code < 300:

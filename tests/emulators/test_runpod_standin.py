@@ -89,9 +89,11 @@ class Receiver:
     """A webhook target answering the scripted status codes in turn (then 200)."""
     codes: list[int] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)  # epoch seconds, per POST
     url: str = ""
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        self.arrived.append(time.time())
         request = Request(environ)
         self.bodies.append(request.get_json())
         code = self.codes.pop(0) if self.codes else 200
@@ -421,6 +423,19 @@ def test_webhook_sent_twice(standin: StandIn, receiver: Receiver) -> None:
     assert standin.webhooks_done(job)["webhook_attempts"] == 2
     assert len(receiver.bodies) == 2
     assert receiver.bodies[0] == receiver.bodies[1] and receiver.bodies[0]["status"] == "COMPLETED"
+
+
+def test_trace_times_the_first_webhook_post(standin: StandIn, receiver: Receiver) -> None:
+    """The stand-in's trace (``GET /v2/{endpoint}/trace/{id}``, benchmarks only): ``received_at``
+    is when /run arrived, ``webhook_sent_at`` when the first completion POST left — before
+    it arrived, and not moved by the retry that follows a refused one."""
+    receiver.codes = [500]
+    job = run(standin.endpoint(), {"emulator": {"execution_ms": 10}}, webhook=receiver.url)
+    assert finish(job) == "COMPLETED"
+    assert standin.webhooks_done(job)["webhook_attempts"] == 2
+    trace = standin.client().get(f"{job.endpoint_id}/trace/{job.job_id}")
+    first, retry = receiver.arrived
+    assert trace["received_at"] + 0.010 <= trace["webhook_sent_at"] <= first < retry
 
 
 @pytest.mark.parametrize("emulator", [{"run_errors": [200]}, {"run_errors": "429"},
