@@ -270,12 +270,13 @@ def settle_cancelled(s: Session, job: Job, execution_ms: int) -> None:
         release(s, job, t.CANCEL, "cancelled by the user")
 
 
-def _stuck(status: str) -> Callable[[datetime], ColumnElement[bool]]:
-    """Jobs in ``status``, no cancel pending (``stops.OUTBOX``), unchanged since a cutoff."""
-    return lambda cutoff: and_(Job.status == status, Job.updated_at < cutoff,
+def _stuck(*statuses: str) -> Callable[[datetime], ColumnElement[bool]]:
+    """Jobs in one of ``statuses``, no cancel pending (``stops.OUTBOX``), unchanged since a cutoff."""
+    return lambda cutoff: and_(Job.status.in_(statuses), Job.updated_at < cutoff,
                                or_(Job.stop_reason.is_(None), Job.stop_reason != StopReason.CANCEL))
 
 
-# Outbox entries (``services.outbox``): a job requested or held but not moved on.
-OUTBOX = (Outbox(queues.DISPATCH, Job, _stuck(JobStatus.REQUESTED), (Job.id,), Job.republishes, Job.republish_at),
-          Outbox(queues.DISPATCH, Job, _stuck(JobStatus.HELD), (Job.id,), Job.republishes, Job.republish_at))
+# Outbox entry (``services.outbox``): a job requested or held but not moved on — both go
+# to ``jobs.dispatch``, which holds a requested job first (one scan for both).
+OUTBOX = (Outbox(queues.DISPATCH, Job, _stuck(JobStatus.REQUESTED, JobStatus.HELD), (Job.id,),
+                 Job.republishes, Job.republish_at),)

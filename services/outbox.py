@@ -4,7 +4,7 @@
 Every task that a commit makes due is published after that commit
 (``base.after_commit``); a publish can still be lost (broker down, process killed), so
 each kind of row that waits for a task declares an ``Outbox`` entry next to the code
-that owns its state: ``services.lifecycle.OUTBOX`` (hold, dispatch),
+that owns its state: ``services.lifecycle.OUTBOX`` (dispatch, holding first),
 ``services.stops.OUTBOX`` (cancel), ``services.runpod_jobs.OUTBOX`` (a stray's cancel),
 ``services.stripe_events.OUTBOX`` (process), ``services.notifications.OUTBOX`` (send).
 The sweeper knows no status and no task name of its own.

@@ -36,8 +36,8 @@ def republish_after_s(republishes: int, older_than_s: float, max_s: float = 600.
 def pending_outbox(factory: sessionmaker[Session], older_than_s: float,
                    registry: Sequence[Outbox] = ()) -> list[tuple[str, ...]]:
     """(task name, *args) for rows committed but not moved on within ``older_than_s``,
-    one ``Outbox`` entry at a time (``registry``, default ``REGISTRY``): requested jobs
-    (hold), held jobs (dispatch), cancel requests not yet acted on, received Stripe
+    one ``Outbox`` entry at a time (``registry``, default ``REGISTRY``): requested or held
+    jobs (dispatch), cancel requests not yet acted on, received Stripe
     events (process), open strays (``jobs.cancel_stray`` with job id, endpoint id,
     RunPod job id), notifications still to send; at most ``BATCH`` rows per entry.
 
