@@ -96,6 +96,28 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
     invariants()
 
 
+def test_a_held_job_adopts_the_runpod_job_of_its_lost_run_answer(api, stack, sessions, invariants) -> None:
+    """RunPod accepted /run but its answer never came (no answer within
+    GPUBILL_RUNPOD_TIMEOUT_S = 2 s), and the job's completion callback arrives while the
+    job is still ``held``: the refresh adopts that RunPod job (RunPod's /status knows it)
+    rather than leaving the dispatch to start another. One RunPod job in all, the billed
+    one, charged from its own executionTime; no stray. Seen failing with the adoption
+    skipped (the retried /run started a second RunPod job, recorded as a stray)."""
+    user = FundedWalletFactory.create(sessions=sessions, prefix="adopt", credits=SMALL).user_id
+    nonce = secrets.token_hex(8)
+    r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 50, "lost_answers": ["timeout"]}})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 60)
+    assert job["status"] == "completed", job
+    [ran] = wait_for(lambda: drained(stack.settings, sessions, {nonce: ["timeout"]}, [job_id]),
+                     60, "the RunPod job billed")
+    assert list(books(sessions, [job_id])) == [ran["id"]] == [job["runpod"]["job_id"]]
+    assert books(sessions, [job_id])[ran["id"]].role == "billed"
+    assert job["charge"] == charge(quote("framing", JobParams(duration_s=Decimal(30))), ran["executed_ms"])
+    invariants()
+
+
 def test_dispatch_attempts_are_bounded_with_republishes(api, stack, sessions, invariants) -> None:
     """GPUBILL_DISPATCH_MAX_RETRIES = 3: at most 4 /run calls per job in all. A job whose
     dispatch counter already reached the bound (e.g. earlier task chains, the sweeper's

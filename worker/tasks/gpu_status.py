@@ -33,13 +33,11 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     know (404) is no work of ours — a forged or mistaken callback must not make a held
     job adopt it (the job would then end ``lost``) — and is ignored."""
     try:
-        if claimed:
-            _claim(job_id, claimed)
         # First delivery: read now, or once at the open window's end, or not at all
         # when a read already scheduled will see what this callback announced. A
         # retry is that scheduled read (or a wait for the dispatch): it reads.
         window = 0.0 if self.request.retries else context.settings().runpod_coalesce_s
-        plan = settlement.plan_refresh(context.sessions(), job_id, window)
+        plan = _plan(job_id, claimed, window)
         if plan is None:
             return None
         where, delay = plan
@@ -53,6 +51,24 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
     except RunPodRejected:
         return None  # e.g. a revoked key: the poller retries later, an operator is alerted
+
+
+def _plan(job_id: str, claimed: str | None, window: float) -> tuple[tuple[str, str], float] | None:
+    """``settlement.plan_refresh``, with the RunPod id a callback named recorded first
+    when it is news (``_claim``). A held job may be waiting for it (its /run answer was
+    lost): it adopts the id, then is planned again. An id the job has recorded by now —
+    a fast job's callback that beat ``record_dispatch`` to the receiver — costs nothing
+    more (issue 17: one transaction fewer on that path)."""
+    try:
+        plan = settlement.plan_refresh(context.sessions(), job_id, window)
+    except settlement.NotDispatchedYet:
+        if not claimed:
+            raise
+        _claim(job_id, claimed)
+        return settlement.plan_refresh(context.sessions(), job_id, window)
+    if claimed and (plan is None or plan[0][1] != claimed):
+        _claim(job_id, claimed)  # a stray of a running or ended job, or one a read covers
+    return plan
 
 
 def _claim(job_id: str, claimed: str) -> None:
