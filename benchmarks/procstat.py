@@ -80,6 +80,51 @@ class CpuMeter:
         return used
 
 
+def machine_busy_ms() -> float:
+    """CPU time all cores have spent busy since boot, in ms: the first line of
+    ``/proc/stat`` (proc(5): user, nice, system, idle, iowait, irq, softirq, steal, …, in
+    ``USER_HZ`` ticks), idle and iowait excluded; guest time is already inside user."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) * TICK_MS
+
+
+def command_pids(*names: str) -> list[int]:
+    """Live processes whose command name (``/proc/PID/comm``) is one of ``names``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in names:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class MachineMeter:
+    """The whole machine's CPU between ``start()`` and ``stop()`` (ms), with what
+    PostgreSQL's and Redis's server processes and this process (the benchmark's own
+    client threads) used of it; a server process started meanwhile counts from 0, one
+    that ended meanwhile is missed (pooled connections keep their backends)."""
+
+    def start(self) -> MachineMeter:
+        self._busy = machine_busy_ms()
+        self._servers = {name: cpu_ms(command_pids(*comms)) for name, comms in self.SERVERS.items()}
+        self._self = cpu_ms([os.getpid()]).get(os.getpid(), 0.0)
+        return self
+
+    SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}
+
+    def stop(self) -> dict[str, float]:
+        used = {"machine": machine_busy_ms() - self._busy,
+                "benchmark client": cpu_ms([os.getpid()]).get(os.getpid(), 0.0) - self._self}
+        for name, comms in self.SERVERS.items():
+            before = self._servers[name]
+            used[name] = sum(ms - before.get(pid, 0.0) for pid, ms in cpu_ms(command_pids(*comms)).items())
+        return used
+
+
 def memory_kind() -> str:
     """"PSS" if ``/proc/self/smaps_rollup`` is readable here, else "RSS"."""
     try:
