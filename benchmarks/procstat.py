@@ -108,13 +108,13 @@ class MachineMeter:
     client threads) used of it; a server process started meanwhile counts from 0, one
     that ended meanwhile is missed (pooled connections keep their backends)."""
 
+    SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}  # by /proc/PID/comm
+
     def start(self) -> MachineMeter:
         self._busy = machine_busy_ms()
         self._servers = {name: cpu_ms(command_pids(*comms)) for name, comms in self.SERVERS.items()}
         self._self = cpu_ms([os.getpid()]).get(os.getpid(), 0.0)
         return self
-
-    SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}
 
     def stop(self) -> dict[str, float]:
         used = {"machine": machine_busy_ms() - self._busy,
