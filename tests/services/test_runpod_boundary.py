@@ -97,24 +97,36 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
 
 
 def test_a_held_job_adopts_the_runpod_job_of_its_lost_run_answer(api, stack, sessions, invariants) -> None:
-    """RunPod accepted /run but its answer never came (no answer within
-    GPUBILL_RUNPOD_TIMEOUT_S = 2 s), and the job's completion callback arrives while the
-    job is still ``held``: the refresh adopts that RunPod job (RunPod's /status knows it)
-    rather than leaving the dispatch to start another. One RunPod job in all, the billed
-    one, charged from its own executionTime; no stray. Seen failing with the adoption
-    skipped (the retried /run started a second RunPod job, recorded as a stray)."""
+    """A /run answer lost: RunPod accepted the job, the worker never learnt its id
+    (played here by this process: the worker's first two steps over the real gateway,
+    then nothing), so the job stays ``held`` with no RunPod id. Its completion callback
+    names the RunPod job, and the refresh adopts it (RunPod's /status knows it): one
+    RunPod job in all, the billed one, charged from its own executionTime, no stray.
+    Beat is paused meanwhile, so neither the outbox sweeper nor the poller can move the
+    job: the callback is its only way out. Seen failing with the adoption skipped (the
+    job stayed held)."""
+    cfg = stack.settings
     user = FundedWalletFactory.create(sessions=sessions, prefix="adopt", credits=SMALL).user_id
     nonce = secrets.token_hex(8)
-    r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {"execution_ms": 50, "lost_answers": ["timeout"]}})
-    assert r.status_code == 202, r.text
-    job_id = r.json()["job_id"]
-    job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 60)
-    assert job["status"] == "completed", job
-    [ran] = wait_for(lambda: drained(stack.settings, sessions, {nonce: ["timeout"]}, [job_id]),
-                     60, "the RunPod job billed")
-    assert list(books(sessions, [job_id])) == [ran["id"]] == [job["runpod"]["job_id"]]
-    assert books(sessions, [job_id])[ran["id"]].role == "billed"
-    assert job["charge"] == charge(quote("framing", JobParams(duration_s=Decimal(30))), ran["executed_ms"])
+    q = quote("framing", JobParams(duration_s=Decimal(30)))
+    job_id = JobFactory.create(
+        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
+        job_input={"nonce": nonce, "emulator": {"execution_ms": 50}},
+        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
+    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    with stack.paused("beat"):
+        order = lifecycle.dispatch_order(sessions, job_id)
+        started = gateway.run(order.endpoint_id, order.job_input,
+                              webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
+                              execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+        job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 30)
+    assert (job["status"], job["runpod"]["job_id"]) == ("completed", started), job
+    [ran] = wait_for(lambda: drained(cfg, sessions, {nonce}, [job_id]), 30, "the RunPod job billed")
+    assert ran["id"] == started and ran["state"] == "COMPLETED"
+    rows = books(sessions, [job_id])
+    assert list(rows) == [started] and rows[started].role == "billed"
+    assert job["charge"] == charge(q, ran["executed_ms"])
     invariants()
 
 
