@@ -19,7 +19,10 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from emulators.runpod import EmulatorConfig, EndpointProfile
+from emulators.runpod.jobs import JobRecord
+from emulators.runpod.plan import Plan
 from emulators.runpod.server import start_in_thread, stop
+from emulators.runpod.webhooks import WebhookSender
 from tests.helpers import wait_for
 
 KEY = "rp_emulator_key"
@@ -436,6 +439,25 @@ def test_trace_times_the_first_webhook_post(standin: StandIn, receiver: Receiver
     trace = standin.client().get(f"{job.endpoint_id}/trace/{job.job_id}")
     first, retry = receiver.arrived
     assert trace["received_at"] + 0.010 <= trace["webhook_sent_at"] <= first < retry
+
+
+def test_send_time_is_the_posts_not_the_threads(receiver: Receiver) -> None:
+    """``webhook_sent_wall`` is taken when the delivery thread makes its POST, not when
+    ``send`` hands the hook over: here the thread's work runs only after the test has
+    read the clock, and the recorded time is after that reading (issue 17's
+    callback → capture starts there). Seen failing with the time taken in ``send``."""
+    spawned: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    sender = WebhookSender(EmulatorConfig(), threading.Lock(), threading.Event(),
+                           lambda target, *args, name: spawned.append((target, args)))
+    job = JobRecord(id="j1", endpoint_id=EP, input={}, webhook=receiver.url, execution_timeout_ms=1000,
+                    ttl_ms=60_000, plan=Plan(execution_ms=0, delay_ms=0, error=None, output=None),
+                    submitted_at=time.monotonic(), webhook_pending=1)
+    sender.send((job, receiver.url, {"id": "j1", "status": "COMPLETED"}, 1))
+    handed_over = time.time()
+    [(deliver, args)] = spawned
+    deliver(*args)  # the delivery thread's work, in this thread
+    assert handed_over <= job.webhook_sent_wall <= receiver.arrived[0]
+    assert job.webhook_attempts == 1 and job.webhook_pending == 0
 
 
 @pytest.mark.parametrize("emulator", [{"run_errors": [200]}, {"run_errors": "429"},
