@@ -57,8 +57,8 @@ def _plan(job_id: str, claimed: str | None, window: float) -> tuple[tuple[str, s
     """``settlement.plan_refresh``, with the RunPod id a callback named recorded first
     when it is news (``_claim``). A held job may be waiting for it (its /run answer was
     lost): it adopts the id, then is planned again. An id the job has recorded by now —
-    a fast job's callback that beat ``record_dispatch`` to the receiver — costs nothing
-    more (issue 17: one transaction fewer on that path)."""
+    a fast job's callback that beat ``record_dispatch`` to the receiver — costs no claim
+    transaction when the refresh reads (issue 17); a throttled one still claims, as before."""
     try:
         plan = settlement.plan_refresh(context.sessions(), job_id, window)
     except settlement.NotDispatchedYet:
