@@ -94,7 +94,7 @@ def throughput(stack: Stack, sink: driver.TimedSink, users: list[str], args: arg
         load = driver.submit(stack, users, args.jobs, args.clients, rate=None)
         ok = driver.wait_notified(sink, list(load.accepted), timeout_s=600)
     used = cpu.stop()
-    machine = whole.stop()
+    on_machine = whole.stop()
     after = received_tasks(stack)
     ids = list(load.accepted)
     with sink._lock:
@@ -103,7 +103,7 @@ def throughput(stack: Stack, sink: driver.TimedSink, users: list[str], args: arg
     n = max(1, len(ids))
     return {"load": load, "all_notified": ok, "done": len(done),
             "rate": len(done) / (done[-1] - load.first_submit) if done else 0.0,
-            "cpu": used, "machine": machine, "peak": peak, "kind": kind,
+            "cpu": used, "machine": on_machine, "peak": peak, "kind": kind,
             "tasks": {k: (after[k] - before[k]) / n for k in after}, "notify_per_job": deliveries / n}
 
 
@@ -118,10 +118,10 @@ def report_throughput(fig: dict, overhead: driver.Overheads, n: int) -> None:
     print("  CPU-ms per job by service: " + ", ".join(
         f"{k} {v / n:.1f}" for k, v in sorted(fig["cpu"].items(), key=lambda kv: -kv[1]))
           + f"; total {cpu_total:.1f}")
-    machine = {k: v / n for k, v in fig["machine"].items()}
-    rest = machine["machine"] - cpu_total - sum(v for k, v in machine.items() if k != "machine")
-    print(f"  whole machine CPU-ms per job: {machine['machine']:.1f} = the stack above {cpu_total:.1f}, "
-          + ", ".join(f"{k} {v:.1f}" for k, v in machine.items() if k != "machine")
+    whole = {k: v / n for k, v in fig["machine"].items()}
+    rest = whole["machine"] - cpu_total - sum(v for k, v in whole.items() if k != "machine")
+    print(f"  whole machine CPU-ms per job: {whole['machine']:.1f} = the stack above {cpu_total:.1f}, "
+          + ", ".join(f"{k} {v:.1f}" for k, v in whole.items() if k != "machine")
           + f", the rest (kernel, others) {rest:.1f}; {os.cpu_count()} cores give "
           f"{os.cpu_count() * 1000 / 100:.0f} ms per job at 100 jobs/s")
     print(f"  stack peak memory ({fig['kind']}): {fig['peak'].peak_mib:.0f} MiB = " + ", ".join(

@@ -83,10 +83,11 @@ class CpuMeter:
 def machine_busy_ms() -> float:
     """CPU time all cores have spent busy since boot, in ms: the first line of
     ``/proc/stat`` (proc(5): user, nice, system, idle, iowait, irq, softirq, steal, …, in
-    ``USER_HZ`` ticks), idle and iowait excluded; guest time is already inside user."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) * TICK_MS
+    ``USER_HZ`` ticks). Idle and iowait are not busy; nor is steal (time the hypervisor
+    gave other guests, not work done here); guest time is already inside user."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) * TICK_MS
 
 
 def command_pids(*names: str) -> list[int]:
@@ -104,9 +105,10 @@ def command_pids(*names: str) -> list[int]:
 
 class MachineMeter:
     """The whole machine's CPU between ``start()`` and ``stop()`` (ms), with what
-    PostgreSQL's and Redis's server processes and this process (the benchmark's own
-    client threads) used of it; a server process started meanwhile counts from 0, one
-    that ended meanwhile is missed (pooled connections keep their backends)."""
+    PostgreSQL's and Redis's server processes and this process (the benchmark: its
+    client threads, the notification sink, the memory sampler) used of it; a server
+    process started meanwhile counts from 0, one that ended meanwhile is missed (pooled
+    connections keep their backends)."""
 
     SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}  # by /proc/PID/comm
 
@@ -118,7 +120,7 @@ class MachineMeter:
 
     def stop(self) -> dict[str, float]:
         used = {"machine": machine_busy_ms() - self._busy,
-                "benchmark client": cpu_ms([os.getpid()]).get(os.getpid(), 0.0) - self._self}
+                "benchmark process": cpu_ms([os.getpid()]).get(os.getpid(), 0.0) - self._self}
         for name, comms in self.SERVERS.items():
             before = self._servers[name]
             used[name] = sum(ms - before.get(pid, 0.0) for pid, ms in cpu_ms(command_pids(*comms)).items())

@@ -137,14 +137,17 @@ def _conninfo(stack: Stack) -> str:
 
 def _reference(stack: Stack, app: str, bodies: list[list[tuple[bytes, dict[str, str]]]],
                seconds: float) -> tuple[float, list[float]]:
-    """(req/s, sorted ms) of a ``benchmarks.bare_app`` reference served flat out."""
+    """(req/s, sorted ms) of a ``benchmarks.bare_app`` reference served flat out; raises
+    if any answer was not 200 (an error answered fast would flatter the reference)."""
     server, port = _bare_server(stack, app)
     try:
         _load(port, "/", bodies, 2, None)
-        rps, _, lat = _load(port, "/", bodies, seconds, None)
+        rps, bad, lat = _load(port, "/", bodies, seconds, None)
     finally:
         server.kill()
         server.wait()
+    if bad:
+        raise RuntimeError(f"reference {app}: {bad} answers were not 200")
     return rps, lat
 
 
