@@ -15,19 +15,32 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name (index 0 = field 3), or None."""
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """(command name, fields after it: index 0 = field 3) of ``/proc/PID/stat``, or None."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return raw[raw.rfind(")") + 2:].split()
+    return raw[raw.find("(") + 1:raw.rfind(")")], raw[raw.rfind(")") + 2:].split()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name (index 0 = field 3), or None."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _live() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, stat fields after it) of every live process."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            yield int(entry.name), *stat
 
 
 def group_pids(pgids: dict[str, int]) -> dict[str, list[int]]:
@@ -35,12 +48,9 @@ def group_pids(pgids: dict[str, int]) -> dict[str, list[int]]:
     service's (``pgids``: service name → group id, the child's PID)."""
     by_group = {pgid: name for name, pgid in pgids.items()}
     found: dict[str, list[int]] = {name: [] for name in pgids}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None and int(fields[2]) in by_group:
-            found[by_group[int(fields[2])]].append(int(entry.name))
+    for pid, _comm, fields in _live():
+        if int(fields[2]) in by_group:
+            found[by_group[int(fields[2])]].append(pid)
     return found
 
 
@@ -91,16 +101,8 @@ def machine_busy_ms() -> float:
 
 
 def command_pids(*names: str) -> list[int]:
-    """Live processes whose command name (``/proc/PID/comm``) is one of ``names``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in names:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    """Live processes whose command name (``/proc/PID/stat``'s, as ``comm``) is one of ``names``."""
+    return [pid for pid, comm, _fields in _live() if comm in names]
 
 
 class MachineMeter:
@@ -110,7 +112,7 @@ class MachineMeter:
     process started meanwhile counts from 0, one that ended meanwhile is missed (pooled
     connections keep their backends)."""
 
-    SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}  # by /proc/PID/comm
+    SERVERS = {"PostgreSQL": ("postgres",), "Redis": ("redis-server",)}  # by command name
 
     def start(self) -> MachineMeter:
         self._busy = machine_busy_ms()
