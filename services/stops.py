@@ -9,9 +9,11 @@ a job RunPod already ended (COMPLETED just before our clock ran out, FAILED, ...
 settled from that status exactly as its webhook would settle it — charged its measured
 ``executionTime``, output kept; only a job still running is cancelled, and then
 settled from what ``/status`` reports after the cancel (COMPLETED if RunPod finished
-first, else CANCELLED → released as expired). A webhook or the poller seeing RunPod's CANCELLED settles the same way, by
-``stop_reason``; whichever commits first wins and the other is a no-op (job row lock
-and status compare-and-set, hold compare-and-set).
+first, else CANCELLED → released as expired); a job RunPod has forgotten (404) ends
+``lost`` and flagged, as it would from the poller. A webhook or the poller seeing
+RunPod's CANCELLED settles the same way, by ``stop_reason``; whichever commits first
+wins and the other is a no-op (job row lock and status compare-and-set, hold
+compare-and-set).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ledger import transitions as t
 from ledger.db import transaction
 from ledger.jobs import STOP_CANCEL, db_utcnow
 from ledger.models import Hold, HoldStatus, Job, JobStatus, StopReason, utcnow
-from services.lifecycle import TERMINAL, locked_job, record_timings, release, settle_terminal
+from services.lifecycle import TERMINAL, locked_job, lose, record_timings, release, settle_terminal
 from services.outbox import Outbox
 
 
@@ -63,14 +65,19 @@ def begin_expire(factory: sessionmaker[Session], job_id: str) -> tuple[str, str]
 
 
 def settle_expired(factory: sessionmaker[Session], job_id: str,
-                   status: dict[str, Any] | None) -> str | None:
-    """Expiry step 3, from RunPod's ``/status`` body (None: unknown or unreachable).
+                   status: dict[str, Any] | None, *, forgotten: bool = False) -> str | None:
+    """Expiry step 3, from RunPod's ``/status`` body (None: no answer, or RunPod's 404
+    when ``forgotten``).
 
     A terminal RunPod status settles as ``lifecycle.settle_terminal`` does for any job
-    (COMPLETED captures ``charge(quote, executionTime)`` and keeps the output); RunPod's
-    CANCELLED — our stop — and no status release the whole hold as expired (operation
-    key ``job:{id}:expire``). A job that ended meanwhile (e.g. a capture committed
-    first) is left as it is. Returns the job's status after."""
+    (COMPLETED captures ``charge(quote, executionTime)`` and keeps the output). A job
+    RunPod has forgotten (404: its results are kept 30 min after it ends, nothing past
+    its ttl — RunPod serverless docs, "Send API requests") may have run GPU time we
+    cannot see: it ends ``lost``, released and flagged (``lifecycle.lose``), as the
+    poller's 404 ends it. RunPod's CANCELLED — our stop — and no answer release the
+    whole hold as expired (operation key ``job:{id}:expire``). A job that ended
+    meanwhile (e.g. a capture committed first) is left as it is. Returns the job's
+    status after."""
     with transaction(factory) as s:
         job = locked_job(s, job_id)
         if job is None:
@@ -78,7 +85,9 @@ def settle_expired(factory: sessionmaker[Session], job_id: str,
         if job.status in JobStatus.TERMINAL:
             return job.status
         state = str((status or {}).get("status", ""))
-        if state in TERMINAL and job.status in JobStatus.RUNNING:
+        if forgotten and job.status in JobStatus.RUNNING:
+            lose(s, job)
+        elif state in TERMINAL and job.status in JobStatus.RUNNING:
             job.runpod_status = state[:16]
             job.stop_reason = job.stop_reason or StopReason.EXPIRE
             settle_terminal(s, job, state, status or {})

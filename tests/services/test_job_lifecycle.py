@@ -15,12 +15,14 @@ import runpod
 from runpod.endpoint.runner import RunPodClient
 from sqlalchemy import func, select, update
 
+from base import queues
 from ledger.db import transaction
 from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, utcnow
 from pricing import JobParams, quote
 from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import Api, wait_for
 from tests.model import rates
+from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
@@ -181,6 +183,38 @@ def test_result_forgotten_by_runpod_is_lost_released_and_flagged(api, sessions, 
     job_id = submit(api, user, {"execution_ms": 100, "skip_webhook": True, "forget_after_s": 0.6})
     job = api.wait_job(job_id, TERMINAL, 30)
     assert (job["status"], job["charge"], job["released"]) == ("lost", 0, job["quote"]["hold"])
+    assert job["flagged"] is True and "404" in job["error"]
+    assert api.wallet(user) == untouched(api, user)
+    invariants()
+
+
+def test_expiry_of_a_job_runpod_already_forgot_is_lost_and_flagged(api, stack, sessions, invariants) -> None:
+    """Expiry racing RunPod's retention (found by the seeded simulation, seed 3, in CI):
+    RunPod ran the job to COMPLETED, no callback reached us, and RunPod forgot it before
+    our hold ran out. Expiry's /status then answers 404: there is nothing to bill on, and
+    GPU time ran that we cannot see. The job ends ``lost`` and flagged for operators, as
+    the poller's 404 ends it — not ``expired``, which would hide that. Beat is paused, so
+    the expiry published here is the only thing that can move the job."""
+    user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
+    nonce = secrets.token_hex(4)
+    with stack.paused("beat"):
+        r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {
+            "execution_ms": 50, "skip_webhook": True, "forget_after_s": 0.5}})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        [ran] = wait_for(lambda: [t for t in runpod_jobs_for(stack.settings, nonce) if t["deleted"]] or None,
+                         20, "RunPod forgot the job")
+        assert ran["state"] == "COMPLETED" and api.job(job_id)["status"] in RUNNING
+        with transaction(sessions) as s:  # the hold runs out
+            s.execute(update(Hold).where(Hold.job_id == job_id).values(expires_at=utcnow() - timedelta(seconds=1)))
+        producer = queues.producer(stack.settings.broker_url)
+        try:
+            assert queues.enqueue(producer, queues.EXPIRE, job_id)
+        finally:
+            producer.close()
+        job = api.wait_job(job_id, TERMINAL, 30)
+    hold = rates.quote("framing", 30).hold  # the rate card's model, not the job's columns
+    assert (job["status"], job["charge"], job["released"]) == ("lost", 0, hold), job
     assert job["flagged"] is True and "404" in job["error"]
     assert api.wallet(user) == untouched(api, user)
     invariants()

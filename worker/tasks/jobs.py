@@ -132,17 +132,19 @@ def _poisoned(job_id: str, exc: Exception) -> None:
 def expire(self, job_id: str) -> str | None:
     """A hold past ``expires_at`` (DB time). RunPod's ``/status`` first: a job RunPod
     already ended is settled from it (``stops.settle_expired``); one still queued or
-    running is cancelled, re-fetched, and settled from what RunPod then reports."""
+    running is cancelled, re-fetched, and settled from what RunPod then reports; one
+    RunPod has forgotten (404) ends ``lost``, as the poller's 404 ends it."""
     try:
         where = stops.begin_expire(context.sessions(), job_id)
         if where is None:
             return None
         try:
             status = context.runpod().status(*where)
-            if str((status or {}).get("status")) not in lifecycle.TERMINAL:
+            if status is not None and str(status.get("status")) not in lifecycle.TERMINAL:
                 status = _stop_and_fetch(where)
+            forgotten = status is None  # RunPod's 404, before or after our cancel
         except RunPodRejected:
-            status = None  # still release: the hold has run out either way
-        return stops.settle_expired(context.sessions(), job_id, status)
+            status, forgotten = None, False  # still release: the hold has run out either way
+        return stops.settle_expired(context.sessions(), job_id, status, forgotten=forgotten)
     except (RunPodTransient, OperationalError) as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries))
