@@ -52,13 +52,15 @@ def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
     return True
 
 
-def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, checked: bool) -> str | None:
+def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, checked: bool,
+          adoptable: bool = True) -> str | None:
     """A RunPod callback for ``job_id`` names ``runpod_job_id``. An id already recorded
     is ``known``. A new one is ``unchecked`` (nothing written) until the caller has
     asked RunPod about it outside this row lock and calls again with ``checked``; then
     a ``held`` job whose /run answer never came adopts it (``adopted``: it is our job's
-    work, and money still follows the /status re-fetch), and any other is recorded as a
-    stray (``stray``: its cancel is published at commit). None: no such job."""
+    work, and money still follows the /status re-fetch) if ``adoptable`` (RunPod knows
+    the id), and any other is recorded as a stray (``stray``: its cancel is published
+    at commit). None: no such job."""
     with transaction(factory) as s:
         job = s.get(Job, job_id, with_for_update=True, populate_existing=True)
         if job is None:
@@ -67,7 +69,8 @@ def claim(factory: sessionmaker[Session], job_id: str, runpod_job_id: str, *, ch
             return KNOWN
         if not checked:
             return UNCHECKED
-        if job.status in t.DISPATCH.sources and job.runpod_job_id is None and job.stop_requested_at is None:
+        if adoptable and job.status in t.DISPATCH.sources and job.runpod_job_id is None \
+                and job.stop_requested_at is None:
             record_billed(s, job, runpod_job_id)
             return ADOPTED
         return STRAY if record_stray(s, job, runpod_job_id) else KNOWN

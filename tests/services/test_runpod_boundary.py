@@ -131,6 +131,50 @@ def test_a_held_job_adopts_the_runpod_job_of_its_lost_run_answer(api, stack, ses
     invariants()
 
 
+def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_still_recorded(
+        api, stack, sessions, invariants) -> None:
+    """A /run answer lost (played by this process, as above), and the RunPod job's
+    callback read only after RunPod has forgotten it (the worker is paused meanwhile;
+    in production: a worker outage longer than RunPod's 30 min retention). The lookup
+    of the new id then answers 404, the same as for a made-up id. The held job must not
+    adopt it (it would end ``lost``), but the GPU time RunPod ran for us must still be
+    on our books: it is recorded as a stray, its cancel sent, and it is settled with
+    RunPod's 404 (time unknown, written off). Found by the seeded simulation (random
+    seeds 690615 and 582991, embedded backend): "RunPod job … (COMPLETED) unrecorded".
+    The user's cancel then ends the job with nothing charged."""
+    cfg = stack.settings
+    user = FundedWalletFactory.create(sessions=sessions, prefix="forgot", credits=SMALL).user_id
+    nonce = secrets.token_hex(8)
+    q = quote("framing", JobParams(duration_s=Decimal(30)))
+    job_id = JobFactory.create(
+        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
+        job_input={"nonce": nonce, "emulator": {"execution_ms": 50, "forget_after_s": 1}},
+        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
+    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    with stack.paused("beat"):
+        order = lifecycle.dispatch_order(sessions, job_id)
+        with stack.paused("worker"):
+            started = gateway.run(order.endpoint_id, order.job_input,
+                                  webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
+                                  execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+            # Its callback has reached the receiver (queued for the paused worker), and
+            # RunPod has forgotten the job.
+            [ran] = wait_for(lambda: [t for t in runpod_jobs(cfg) if t["id"] == started and t["deleted"]
+                                      and t["webhook_attempts"] and not t["webhook_pending"]] or None,
+                             20, "RunPod to call back, then forget its job")
+        assert ran["state"] == "COMPLETED"
+        row = wait_for(lambda: (r := books(sessions, [job_id]).get(started)) is not None
+                       and r.state == "settled" and r, 30, "the forgotten RunPod job on our books")
+        assert (row.role, row.runpod_status, row.execution_ms) == ("stray", "404", None)
+        assert api.job(job_id)["status"] == "held"  # not adopted: it would end lost
+        assert api.http.post(f"{api.base}/v1/jobs/{job_id}/cancel", timeout=10).status_code == 202
+        job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 30)
+    assert (job["status"], job["charge"], job["released"]) == ("cancelled", 0, rates.quote("framing", 30).hold)
+    assert [t["id"] for t in runpod_jobs(cfg) if t["input"].get("nonce") == nonce] == [started]
+    invariants()
+
+
 def test_dispatch_attempts_are_bounded_with_republishes(api, stack, sessions, invariants) -> None:
     """GPUBILL_DISPATCH_MAX_RETRIES = 3: at most 4 /run calls per job in all. A job whose
     dispatch counter already reached the bound (e.g. earlier task chains, the sweeper's

@@ -14,8 +14,10 @@ import secrets
 import pytest
 import requests
 
+from ledger.db import transaction
+from ledger.models import RunPodJob
 from tests.factories import FundedWalletFactory
-from tests.helpers import Api
+from tests.helpers import Api, wait_for
 from tests.model import rates as model
 from tests.runpod_truth import runpod_jobs_for
 from webhook_receiver.tokens import webhook_token
@@ -61,11 +63,13 @@ def test_forged_callback_for_a_running_job_changes_no_money(api: Api, sessions, 
     invariants()
 
 
-def test_callback_naming_a_runpod_job_runpod_does_not_know_is_ignored(api: Api, sessions, stack, invariants) -> None:
+def test_callback_naming_a_runpod_job_runpod_does_not_know_is_not_adopted(api: Api, sessions, stack,
+                                                                          invariants) -> None:
     """A tokened callback for a job still ``held`` (its /run not answered yet) that names
     a RunPod id RunPod does not know must not be adopted as the job's work (the job would
     then end ``lost`` on RunPod's 404): the job runs and is billed from the stand-in's
-    ground truth (found by the simulation, seed 3)."""
+    ground truth (found by the simulation, seed 3). The id is recorded as a stray settled
+    with RunPod's 404 (it might be work RunPod forgot), which moves no money."""
     user = FundedWalletFactory.create(sessions=sessions, prefix="trust", credits=SMALL).user_id
     nonce = secrets.token_hex(6)
     # Two /run calls hang past the 2 s client timeout: the job stays held meanwhile.
@@ -83,4 +87,12 @@ def test_callback_naming_a_runpod_job_runpod_does_not_know_is_ignored(api: Api, 
     [truth] = runpod_jobs_for(cfg, nonce)
     expected = model.charge(model.quote("framing", 30), truth["executed_ms"])
     assert (done["status"], done["runpod"]["job_id"], done["charge"]) == ("completed", truth["id"], expected)
+    stray = wait_for(lambda: (r := _runpod_row(sessions, forged["id"])) is not None and r.state == "settled" and r,
+                     30, "the unknown id recorded as a settled stray")
+    assert (stray.role, stray.job_id, stray.runpod_status, stray.execution_ms) == ("stray", job_id, "404", None)
     invariants()
+
+
+def _runpod_row(sessions, runpod_job_id: str) -> RunPodJob | None:
+    with transaction(sessions) as s:
+        return s.get(RunPodJob, runpod_job_id)

@@ -30,8 +30,9 @@ def refresh(self, job_id: str, claimed: str | None = None) -> str | None:
     (``settlement.plan_refresh``): the first refresh reads at once, later ones in
     its window cost one more read at the window's end, together.
     A ``claimed`` id we never recorded is first looked up on RunPod: one RunPod does not
-    know (404) is no work of ours — a forged or mistaken callback must not make a held
-    job adopt it (the job would then end ``lost``) — and is ignored."""
+    know (404) is never adopted — a forged or mistaken callback must not make a held job
+    take it (the job would then end ``lost``) — but is still recorded as a stray: RunPod
+    may have run it for us and forgotten it since (``_claim``)."""
     try:
         # First delivery: read now, or once at the open window's end, or not at all
         # when a read already scheduled will see what this callback announced. A
@@ -73,17 +74,23 @@ def _plan(job_id: str, claimed: str | None, window: float) -> tuple[tuple[str, s
 
 def _claim(job_id: str, claimed: str) -> None:
     """Record the RunPod id a callback named (``runpod_jobs.claim``): a known id costs
-    one read; a new one is looked up on RunPod first, ignored on RunPod's 404, else
-    adopted or recorded as a stray whose cancel is published."""
+    one read; a new one is looked up on RunPod first, then adopted by a held job or
+    recorded as a stray whose cancel is published. On RunPod's 404 it is never adopted
+    but still recorded as a stray: the callback's token is ours, so the id is most
+    likely a lost /run answer's job that RunPod ran and forgot before we read it
+    (results are kept 30 min: a long worker outage), and its GPU time must stay on our
+    books (settled with RunPod's 404, time unknown). A forged id costs one stray row and
+    one /cancel, and moves no money."""
     outcome = runpod_jobs.claim(context.sessions(), job_id, claimed, checked=False)
     if outcome != runpod_jobs.UNCHECKED:
         return
     endpoint_id = settlement.endpoint_of(context.sessions(), job_id)
-    if not _runpod_knows(endpoint_id, claimed):
-        log.warning("job %s: a callback names RunPod job %s, which RunPod does not know; ignored",
-                    job_id, claimed)
-        return
-    runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True)  # a stray's cancel: at commit
+    known = _runpod_knows(endpoint_id, claimed)
+    if not known:
+        log.warning("job %s: a callback names RunPod job %s, which RunPod does not know (forgotten, "
+                    "or not ours): recorded as a stray, not adopted", job_id, claimed)
+    # A stray's cancel is published at commit.
+    runpod_jobs.claim(context.sessions(), job_id, claimed, checked=True, adoptable=known)
 
 
 def _runpod_knows(endpoint_id: str, runpod_job_id: str) -> bool:
