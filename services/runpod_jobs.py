@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import and_
+from sqlalchemy import and_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from base import queues
@@ -33,9 +33,15 @@ def record_billed(s: Session, job: Job, runpod_job_id: str) -> None:
     t.move(job, t.DISPATCH)
     job.runpod_job_id, job.runpod_status = runpod_job_id, "IN_QUEUE"
     job.dispatched_at = job.last_checked_at = job.updated_at = now
-    # One statement, no read first (issue 17): an id recorded before stays as it was.
-    insert_ignore(s, RunPodJob, id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
-                  role=BILLED, state=OPEN, recorded_at=now)
+    # One statement, no read first (issue 17).
+    if insert_ignore(s, RunPodJob, id=runpod_job_id, job_id=job.id, endpoint_id=job.endpoint_id,
+                     role=BILLED, state=OPEN, recorded_at=now) is None:
+        # Recorded before as this job's stray: a callback named it while RunPod had
+        # already forgotten it (404, ``claim(adoptable=False)``), before /run's answer
+        # was recorded. /run says it is the job's work: billed, not written off.
+        s.execute(update(RunPodJob).where(RunPodJob.id == runpod_job_id, RunPodJob.job_id == job.id,
+                                          RunPodJob.role == STRAY)
+                  .values(role=BILLED, state=OPEN, runpod_status=None, settled_at=None))
 
 
 def record_stray(s: Session, job: Job, runpod_job_id: str) -> bool:
@@ -83,8 +89,8 @@ def settle_stray(factory: sessionmaker[Session], runpod_job_id: str,
     status = status or {}
     with transaction(factory) as s:
         row = s.get(RunPodJob, runpod_job_id, with_for_update=True)
-        if row is None or row.state == SETTLED:
-            return
+        if row is None or row.role != STRAY or row.state == SETTLED:
+            return  # a stray made billed since (``record_billed``) is the job's to settle
         row.runpod_status = str(status.get("status", "404"))[:16]
         for key, column in (("executionTime", "execution_ms"), ("delayTime", "delay_ms")):
             if isinstance(status.get(key), int):

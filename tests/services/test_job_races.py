@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from ledger import operations as ops
 from ledger.db import transaction
 from ledger.errors import HoldClosed
-from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, Wallet
-from services import lifecycle, stops
+from ledger.models import Hold, HoldStatus, Job, JobStatus, LedgerTransaction, RunPodJob, Wallet
+from services import lifecycle, runpod_jobs, stops
 from tests.factories import FundedWalletFactory, HoldFactory, JobFactory
 from tests.model import rates
 
@@ -148,3 +148,28 @@ def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants
         assert s.get(Wallet, user).balance == 1000 - 2 * ROUNDS
     invariants()
 
+
+
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["cancel-after", "cancel-before"])
+def test_a_run_answer_recorded_after_its_id_became_a_404_stray_is_billed(sessions, invariants,
+                                                                         cancel_first: bool) -> None:
+    """A held job's /run answer (id X) is recorded only after a callback named X while
+    RunPod had already forgotten it: the claim recorded X as a stray (never adopted on a
+    404). ``record_dispatch`` then makes X the job's billed RunPod job, as /run said it
+    is — one billed row, none left a stray — whether the stray's cancel (RunPod: 404)
+    settled it before or comes after (then it leaves the billed row alone); the GPU
+    conservation check holds."""
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
+    job_id = JobFactory.create(sessions=sessions, user_id=user, status=JobStatus.HELD).id
+    lifecycle.dispatch_order(sessions, job_id)
+    rid = f"rp-{job_id}"
+    assert runpod_jobs.claim(sessions, job_id, rid, checked=True, adoptable=False) == runpod_jobs.STRAY
+    if cancel_first:
+        runpod_jobs.settle_stray(sessions, rid, None)  # the stray's cancel: RunPod answers 404
+    assert lifecycle.record_dispatch(sessions, job_id, rid) is True
+    runpod_jobs.settle_stray(sessions, rid, None)
+    with transaction(sessions) as s:
+        job, row = s.get(Job, job_id), s.get(RunPodJob, rid)
+        assert (job.status, job.runpod_job_id) == (JobStatus.DISPATCHED, rid)
+        assert (row.role, row.state, row.settled_at) == ("billed", "open", None)
+    invariants()
