@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -35,6 +36,13 @@ def _classify(exc: Exception) -> Exception:
     if isinstance(exc, RuntimeError):  # the SDK's answer to 401 / a missing key
         return RunPodRejected(str(exc))
     return exc
+
+
+def _segment(runpod_job_id: str) -> str:
+    """``runpod_job_id`` as one URL path segment (``/`` and ``.`` escaped): an id from a
+    callback body must never turn ``/cancel/{id}`` into another job's URL (the HTTP
+    client removes ``..`` segments)."""
+    return quote(runpod_job_id, safe="").replace(".", "%2E")
 
 
 def _unless_gone(call: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
@@ -97,10 +105,10 @@ class RunPodGateway:
         past its ttl). Body fields used: ``status``, ``executionTime`` and ``delayTime``
         (milliseconds), ``output``, ``error``. Raises ``RunPodTransient``, ``RunPodRejected``.
         """
-        return _unless_gone(lambda: self._client.get(f"{endpoint_id}/status/{runpod_job_id}",
+        return _unless_gone(lambda: self._client.get(f"{endpoint_id}/status/{_segment(runpod_job_id)}",
                                                      timeout=self._timeout))
 
     def cancel(self, endpoint_id: str, runpod_job_id: str) -> dict[str, Any] | None:
         """``POST /v2/{endpoint_id}/cancel/{id}``; None if RunPod no longer knows it."""
-        return _unless_gone(lambda: self._client.post(f"{endpoint_id}/cancel/{runpod_job_id}",
+        return _unless_gone(lambda: self._client.post(f"{endpoint_id}/cancel/{_segment(runpod_job_id)}",
                                                       data=None, timeout=self._timeout))

@@ -1,8 +1,9 @@
 """Every RunPod job id we receive is recorded (``runpod_jobs``): the one billed through
 the job's hold, or a stray — a second RunPod job for the same job of ours, started
-because RunPod's answer to ``/run`` was lost or a worker died before recording it. A
-stray is cancelled and its measured ``executionTime`` written off as our loss
-(docs/runpod-boundary.md). One DB transaction per function.
+because RunPod's answer to ``/run`` was lost or a worker died before recording it (or an
+id a callback named that RunPod no longer knows). A stray is cancelled and its measured
+``executionTime`` written off as our loss — unknown, with ``runpod_status`` "404", when
+RunPod has forgotten it (docs/runpod-boundary.md). One DB transaction per function.
 """
 from __future__ import annotations
 

@@ -198,10 +198,13 @@ def test_expiry_of_a_job_runpod_already_forgot_is_lost_and_flagged(api, stack, s
     user = FundedWalletFactory.create(sessions=sessions, prefix="l", credits=SMALL).user_id
     nonce = secrets.token_hex(4)
     with stack.paused("beat"):
+        # Forgotten 3 s after submission: time for a loaded machine to record the
+        # dispatch first (the job must be running on our side when its hold expires).
         r = api.submit(user, "framing", 30, {"nonce": nonce, "emulator": {
-            "execution_ms": 50, "skip_webhook": True, "forget_after_s": 0.5}})
+            "execution_ms": 50, "skip_webhook": True, "forget_after_s": 3}})
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
+        api.wait_job(job_id, RUNNING, 20)
         [ran] = wait_for(lambda: [t for t in runpod_jobs_for(stack.settings, nonce) if t["deleted"]] or None,
                          20, "RunPod forgot the job")
         assert ran["state"] == "COMPLETED" and api.job(job_id)["status"] in RUNNING

@@ -148,7 +148,7 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
     q = quote("framing", JobParams(duration_s=Decimal(30)))
     job_id = JobFactory.create(
         sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
-        job_input={"nonce": nonce, "emulator": {"execution_ms": 50, "forget_after_s": 1}},
+        job_input={"nonce": nonce, "emulator": {"execution_ms": 50, "forget_after_s": 3}},
         quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
     token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
     gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
@@ -163,7 +163,8 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
             [ran] = wait_for(lambda: [t for t in runpod_jobs(cfg) if t["id"] == started and t["deleted"]
                                       and t["webhook_attempts"] and not t["webhook_pending"]] or None,
                              20, "RunPod to call back, then forget its job")
-        assert ran["state"] == "COMPLETED"
+        # One POST, answered 200 by the receiver (a failed one would have been retried).
+        assert (ran["state"], ran["webhook_attempts"]) == ("COMPLETED", 1), ran
         row = wait_for(lambda: (r := books(sessions, [job_id]).get(started)) is not None
                        and r.state == "settled" and r, 30, "the forgotten RunPod job on our books")
         assert (row.role, row.runpod_status, row.execution_ms) == ("stray", "404", None)
@@ -240,3 +241,22 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
           f"by us {sum(t['state'] == 'CANCELLED' for t in strays)}, /cancel failed twice first); "
           f"GPU-ms executed {executed} = charged {bill['executed_ms']} + written off {written_off}")
     invariants()
+
+
+def test_a_runpod_id_is_one_path_segment(stack) -> None:
+    """A RunPod id from a callback body reaches ``/status`` and ``/cancel`` URLs. One
+    with ``/`` and ``..`` in it must stay inside its path segment: the HTTP client
+    removes dot segments, so ``x/../../cancel/<victim>`` unquoted would cancel another
+    RunPod job (review finding). Here the victim is still running afterwards."""
+    cfg = stack.settings
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    endpoint = "gpubill-framing"
+    victim = gateway.run(endpoint, {"nonce": secrets.token_hex(8), "emulator": {"never_finish": True}},
+                         webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{'0' * 64}",
+                         execution_timeout_ms=60_000, ttl_ms=120_000)
+    try:
+        assert gateway.status(endpoint, f"x/../../status/{victim}") is None
+        assert gateway.cancel(endpoint, f"x/../../cancel/{victim}") is None
+        assert gateway.status(endpoint, victim)["status"] in ("IN_QUEUE", "IN_PROGRESS")
+    finally:
+        gateway.cancel(endpoint, victim)

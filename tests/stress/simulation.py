@@ -735,7 +735,7 @@ class Simulation:
         billed = [r for r in ran if r["id"] == job.runpod_job_id]
         st = job.status
         # A held job adopts only a RunPod id RunPod knows (a lost /run answer,
-        # docs/runpod-boundary.md §3); a made-up id a callback names is ignored.
+        # docs/runpod-boundary.md §3); a made-up id a callback names is a stray.
         self._check(job.runpod_job_id not in sim.forged_ids,
                     f"job {sim.id} adopted forged RunPod id {job.runpod_job_id}, ended {st}")
         if not billed:  # never reached RunPod (or only strays did)
