@@ -243,8 +243,12 @@ class Simulation:
                 emulator["delay_ms"] = rng.randint(200, 2000)
         if "lost_answers" in emulator:
             # A stray whose callback never comes is invisible to us by design
-            # (docs/runpod-boundary.md §3): never both.
+            # (docs/runpod-boundary.md §3): never both. Nor one that never finishes:
+            # its callback comes only at its executionTimeout, past the quiescence
+            # budget (random seed 346752: the job was cancelled while its /run answer
+            # was being lost, and the stray it left ran on unseen).
             emulator.pop("skip_webhook", None)
+            emulator.pop("never_finish", None)
         self.job_seq += 1
         return user, job_type, params, {"nonce": f"{self.tag}-j{self.job_seq}", "emulator": emulator}
 
