@@ -5,8 +5,9 @@ body is never trusted for money — not even for which job it is about: the toke
 the job, and a valid token only enqueues a ``/status`` re-fetch of *that* job. A body
 naming another RunPod job is logged; the worker looks that id up and records it (adopted
 by a job whose /run answer was lost, else a stray to cancel), never billing from the
-body. Unknown token → 404 and nothing happens. The re-fetch is queued with ``publish_after_commit`` in the (read-only)
-transaction that found the job, and goes out when it ends, as every view's task does.
+body. Unknown token → 404 and nothing happens. The re-fetch is queued with
+``publish_after_commit`` in the (read-only) transaction that found the job, and goes out
+when it ends, as every view's task does.
 """
 from __future__ import annotations
 

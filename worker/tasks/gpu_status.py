@@ -80,7 +80,7 @@ def _claim(job_id: str, claimed: str) -> None:
     likely a lost /run answer's job that RunPod ran and forgot before we read it
     (results are kept 30 min: a long worker outage), and its GPU time must stay on our
     books (settled with RunPod's 404, time unknown). A forged id costs one stray row and
-    one /cancel, and moves no money."""
+    three RunPod calls (this lookup, the stray's /cancel and /status), and moves no money."""
     outcome = runpod_jobs.claim(context.sessions(), job_id, claimed, checked=False)
     if outcome != runpod_jobs.UNCHECKED:
         return
