@@ -27,6 +27,18 @@ RUNPOD_COST_USD = Counter(
     ["gpu", "basis"])
 
 
+RUNPOD_STRAYS = Counter(
+    "gpubill_runpod_strays", "Stray RunPod jobs settled (cancelled, written off), by whether their "
+    "GPU time is known: time=measured (RunPod reported executionTime) or time=unknown (RunPod had "
+    "forgotten the job: GPU time we may owe and cannot see; alert on any increase).",
+    ["time"])
+
+
+def record_stray(execution_known: bool) -> None:
+    """Count one settled stray (``services.runpod_jobs.settle_stray``)."""
+    RUNPOD_STRAYS.labels("measured" if execution_known else "unknown").inc()
+
+
 def record_cost(gpu: str, execution_usd: Decimal, billed_usd: Decimal) -> None:
     """Count one settled job's two cost figures (USD; a metric, never money: the
     ledger's figures are the job's ``runpod_cost_usd`` / ``runpod_billed_usd``)."""

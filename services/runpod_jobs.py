@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from base import queues
 from base.after_commit import publish_after_commit
+from gateways import runpod_metrics
 from ledger import transitions as t
 from ledger.db import transaction
 from ledger.models import Job, RunPodJob, RunPodRole, RunPodState, utcnow
@@ -97,6 +98,8 @@ def settle_stray(factory: sessionmaker[Session], runpod_job_id: str,
             if isinstance(status.get(key), int):
                 setattr(row, column, status[key])
         row.state, row.settled_at = SETTLED, utcnow()
+        # Counted before the commit, so the metric is never behind the row.
+        runpod_metrics.record_stray(row.execution_ms is not None)
 
 
 # Outbox entry (``services.outbox``): an open stray whose cancel may have been lost with

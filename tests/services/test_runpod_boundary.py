@@ -19,7 +19,7 @@ from ledger.models import Job, JobStatus, RunPodJob, utcnow
 from pricing import JobParams, charge, quote
 from services import lifecycle
 from tests.factories import FundedWalletFactory, JobFactory
-from tests.helpers import wait_for
+from tests.helpers import scrape, value, wait_for
 from tests.model import rates
 from tests.runpod_truth import runpod_jobs
 from webhook_receiver.tokens import webhook_token
@@ -152,6 +152,7 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
         quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
     token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
     gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    unknown_before = value(scrape(stack.receiver_url), "gpubill_runpod_strays_total", time="unknown")
     with stack.paused("beat"):
         order = lifecycle.dispatch_order(sessions, job_id)
         with stack.paused("worker"):
@@ -168,6 +169,8 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
         row = wait_for(lambda: (r := books(sessions, [job_id]).get(started)) is not None
                        and r.state == "settled" and r, 30, "the forgotten RunPod job on our books")
         assert (row.role, row.runpod_status, row.execution_ms) == ("stray", "404", None)
+        # Operators see it: GPU time we may owe RunPod and cannot measure.
+        assert value(scrape(stack.receiver_url), "gpubill_runpod_strays_total", time="unknown") >= unknown_before + 1
         assert api.job(job_id)["status"] == "held"  # not adopted: it would end lost
         assert api.http.post(f"{api.base}/v1/jobs/{job_id}/cancel", timeout=10).status_code == 202
         job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 30)
