@@ -135,6 +135,27 @@ def test_expiry_settles_from_runpods_terminal_status(sessions, invariants, state
     invariants()
 
 
+@pytest.mark.parametrize("forgotten, outcome, hold_status", [
+    (True, JobStatus.LOST, HoldStatus.RELEASED), (False, JobStatus.EXPIRED, HoldStatus.EXPIRED)])
+def test_expiry_without_a_status_is_lost_only_when_runpod_forgot_the_job(
+        sessions, invariants, forgotten: bool, outcome: str, hold_status: str) -> None:
+    """Expiry with no /status body: RunPod's 404 (it forgot the job, before or after our
+    cancel) ends the job ``lost`` and flagged, as the poller's 404 does; no answer at all
+    (``RunPodRejected``) releases it as ``expired``. Either way the whole hold (the
+    model's) is released and nothing is charged."""
+    user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
+    job_id = running(sessions=sessions, user_id=user).id
+    with transaction(sessions) as s:
+        s.get(Job, job_id).stop_reason = "expire"
+    assert stops.settle_expired(sessions, job_id, None, forgotten=forgotten) == outcome
+    job, hold, captures = settled(sessions, job_id)
+    assert (job.charge or 0, job.released, captures, job.flagged) == (0, HOLD, 0, forgotten)
+    assert hold.status == hold_status
+    with transaction(sessions) as s:
+        assert s.get(Wallet, user).balance == 1000
+    invariants()
+
+
 def test_completion_and_expiry_seeing_completed_charge_once(sessions, invariants) -> None:
     """The webhook's capture and an expiry that also saw COMPLETED race: one capture."""
     user = FundedWalletFactory.create(sessions=sessions, prefix="race", credits=1000).user_id
