@@ -3,12 +3,14 @@ database and broker; stopping a stack's embedded broker; a throwaway ledger data
 the receiver served in-process over real HTTP. (Prometheus scrapes: ``tests.helpers``.)"""
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from gpubill.broker import EmbeddedBroker, free_port
@@ -80,3 +82,34 @@ def serving(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+@contextmanager
+def frozen_worker(stack: Stack) -> Iterator[None]:
+    """``stack.paused("worker")`` at a moment the worker holds no SQLite write lock. A
+    worker frozen inside a write transaction (an outbox sweep, say) blocks every other
+    writer on the database file — the receiver storing a request, a CLI settling a job —
+    until thawed: CI saw ``POST /v1/jobs`` take 10.2 s, past the client's timeout. On
+    PostgreSQL writers of other rows do not wait, so one freeze is enough."""
+    url = make_url(stack.env["GPUBILL_DATABASE_URL"])
+    for _ in range(20):
+        with stack.paused("worker"):
+            if url.get_backend_name() != "sqlite" or _no_writer(str(url.database), wait_s=0):
+                yield
+                return
+        # Thawed: wait (on the lock itself) for the write it was in to commit.
+        _no_writer(str(url.database), wait_s=10)
+    raise AssertionError("the worker held the SQLite write lock at every freeze")
+
+
+def _no_writer(path: str, wait_s: float) -> bool:
+    """True when a write transaction can begin on SQLite file ``path`` within ``wait_s``."""
+    con = sqlite3.connect(path, timeout=wait_s)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        con.close()

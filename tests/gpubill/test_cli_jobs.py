@@ -17,6 +17,7 @@ from tests.factories import FundedWalletFactory
 from tests.gpubill.operator_support import gpubill
 from tests.helpers import Api, wait_for
 from tests.model import rates
+from tests.stacks import frozen_worker
 
 pytestmark = pytest.mark.integration
 SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
@@ -47,7 +48,7 @@ def test_retry_settlement_settles_a_stuck_job_once(stack, db_url, sessions, inva
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
     api.wait_job(job_id, ("dispatched", "in_progress"))
-    with stack.paused("worker"):
+    with frozen_worker(stack):
         with transaction(sessions) as s:
             job = s.get(Job, job_id)
             where = (job.endpoint_id, job.runpod_job_id)

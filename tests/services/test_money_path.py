@@ -14,6 +14,7 @@ from ledger.models import EventStatus, Hold, HoldStatus, JobStatus, LedgerTransa
 from ledger.reconcile import run_checks
 from tests.factories import ChargeFactory, CheckoutSessionFactory, EventFactory, user_id
 from tests.helpers import Api, db_event, scrape, value, wait_for
+from tests.stacks import frozen_worker
 
 pytestmark = pytest.mark.integration
 TERMINAL = tuple(JobStatus.TERMINAL)
@@ -151,7 +152,7 @@ def test_worker_rejects_what_the_precheck_let_through(stack, api, sessions, inva
     pass the pre-check before any hold is placed (the worker is paused) for more than
     the wallet covers end ``rejected``, nothing held."""
     user = funded(api)  # 500 credits; an upscale 4x of 300 s holds 450
-    with stack.paused("worker"):
+    with frozen_worker(stack):
         answers = [api.submit(user, "upscale", 300, {"emulator": {"execution_ms": 200}}, scale=4)
                    for _ in range(3)]
     assert [r.status_code for r in answers] == [202, 202, 202]

@@ -14,6 +14,7 @@ from ledger.models import JobStatus, Notification, NotificationStatus
 from tests.factories import FundedWalletFactory
 from tests.helpers import Api, wait_for
 from tests.model import rates
+from tests.stacks import frozen_worker
 
 pytestmark = pytest.mark.integration
 SMALL = rates.packs()["small"]["credits"]  # a wallet as one top-up of pack small leaves it
@@ -92,7 +93,7 @@ def test_each_terminal_state_sends_its_event_type(api, sessions, stack, notify_s
         api.wait_job(job_id, TERMINAL, 30)
     # 500 credits; each upscale 4× of 300 s holds 450: the second is rejected
     poor = FundedWalletFactory.create(sessions=sessions, prefix="n", credits=SMALL).user_id
-    with stack.paused("worker"):
+    with frozen_worker(stack):
         big = [submit(api, poor, {"execution_ms": 100}, "upscale", 300, scale=4) for _ in range(2)]
     ends = {j: api.wait_job(j, TERMINAL, 30)["status"] for j in big}
     rejected = next(j for j, status in ends.items() if status == "rejected")

@@ -22,6 +22,7 @@ from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import scrape, value, wait_for
 from tests.model import rates
 from tests.runpod_truth import runpod_jobs
+from tests.stacks import frozen_worker
 from webhook_receiver.tokens import webhook_token
 
 pytestmark = pytest.mark.integration
@@ -155,7 +156,7 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
     unknown_before = value(scrape(stack.receiver_url), "gpubill_runpod_strays_total", time="unknown")
     with stack.paused("beat"):
         order = lifecycle.dispatch_order(sessions, job_id)
-        with stack.paused("worker"):
+        with frozen_worker(stack):
             started = gateway.run(order.endpoint_id, order.job_input,
                                   webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
                                   execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
