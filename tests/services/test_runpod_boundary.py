@@ -97,6 +97,33 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
     invariants()
 
 
+def _held_job(stack, sessions, prefix: str, emulator: dict) -> tuple[str, str]:
+    """(job id, nonce) of a funded framing job of 30 s, ``held`` as the worker's hold
+    leaves it, whose RunPod input carries ``emulator``."""
+    cfg = stack.settings
+    user = FundedWalletFactory.create(sessions=sessions, prefix=prefix, credits=SMALL).user_id
+    nonce = secrets.token_hex(8)
+    job_id = JobFactory.create(
+        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
+        job_input={"nonce": nonce, "emulator": emulator},
+        quote=quote("framing", JobParams(duration_s=Decimal(30))),
+        token_secret=cfg.runpod_token_secret.get_secret_value()).id
+    return job_id, nonce
+
+
+def _run_unrecorded(stack, sessions, job_id: str) -> str:
+    """The worker's first two steps, played by this process: the dispatch intent, then
+    /run over the real gateway — and nothing after (its answer is never recorded).
+    Returns the id RunPod gave the job."""
+    cfg = stack.settings
+    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
+    order = lifecycle.dispatch_order(sessions, job_id)
+    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    return gateway.run(order.endpoint_id, order.job_input,
+                       webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
+                       execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+
+
 def test_a_held_job_adopts_the_runpod_job_of_its_lost_run_answer(api, stack, sessions, invariants) -> None:
     """A /run answer lost: RunPod accepted the job, the worker never learnt its id
     (played here by this process: the worker's first two steps over the real gateway,
@@ -107,20 +134,9 @@ def test_a_held_job_adopts_the_runpod_job_of_its_lost_run_answer(api, stack, ses
     job: the callback is its only way out. Seen failing with the adoption skipped (the
     job stayed held)."""
     cfg = stack.settings
-    user = FundedWalletFactory.create(sessions=sessions, prefix="adopt", credits=SMALL).user_id
-    nonce = secrets.token_hex(8)
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = JobFactory.create(
-        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
-        job_input={"nonce": nonce, "emulator": {"execution_ms": 50}},
-        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
-    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
-    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    job_id, nonce = _held_job(stack, sessions, "adopt", {"execution_ms": 50})
     with stack.paused("beat"):
-        order = lifecycle.dispatch_order(sessions, job_id)
-        started = gateway.run(order.endpoint_id, order.job_input,
-                              webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
-                              execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+        started = _run_unrecorded(stack, sessions, job_id)
         job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 30)
     assert (job["status"], job["runpod"]["job_id"]) == ("completed", started), job
     [ran] = wait_for(lambda: drained(cfg, sessions, {nonce}, [job_id]), 30, "the RunPod job billed")
@@ -144,22 +160,11 @@ def test_a_lost_run_answers_job_runpod_forgot_before_its_callback_is_read_is_sti
     seeds 690615 and 582991, embedded backend): "RunPod job … (COMPLETED) unrecorded".
     The user's cancel then ends the job with nothing charged."""
     cfg = stack.settings
-    user = FundedWalletFactory.create(sessions=sessions, prefix="forgot", credits=SMALL).user_id
-    nonce = secrets.token_hex(8)
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = JobFactory.create(
-        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
-        job_input={"nonce": nonce, "emulator": {"execution_ms": 50, "forget_after_s": 3}},
-        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
-    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
-    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
+    job_id, nonce = _held_job(stack, sessions, "forgot", {"execution_ms": 50, "forget_after_s": 3})
     unknown_before = value(scrape(stack.receiver_url), "gpubill_runpod_strays_total", time="unknown")
     with stack.paused("beat"):
-        order = lifecycle.dispatch_order(sessions, job_id)
         with frozen_worker(stack):
-            started = gateway.run(order.endpoint_id, order.job_input,
-                                  webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
-                                  execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+            started = _run_unrecorded(stack, sessions, job_id)
             # Its callback has reached the receiver (queued for the paused worker), and
             # RunPod has forgotten the job.
             [ran] = wait_for(lambda: [t for t in runpod_jobs(cfg) if t["id"] == started and t["deleted"]
@@ -210,19 +215,8 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     is a stray, cancelled (its first two /cancel calls fail: without the retry it is never
     settled) and written off."""
     cfg = stack.settings
-    user = FundedWalletFactory.create(sessions=sessions, prefix="kill", credits=SMALL).user_id
-    nonce = secrets.token_hex(8)
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
-    job_id = JobFactory.create(  # requested, then held by lifecycle.place_hold as the worker does
-        sessions=sessions, user_id=user, status=JobStatus.HELD, params={"duration_s": 30, "resolution": "1080p"},
-        job_input={"nonce": nonce, "emulator": {"execution_ms": 6000, "cancel_errors": [503, 502]}},
-        quote=q, token_secret=cfg.runpod_token_secret.get_secret_value()).id
-    token = webhook_token(cfg.runpod_token_secret.get_secret_value(), job_id)
-    order = lifecycle.dispatch_order(sessions, job_id)
-    gateway = RunPodGateway(cfg.runpod_base_url, cfg.runpod_api_key.get_secret_value())
-    first = gateway.run(order.endpoint_id, order.job_input,
-                        webhook_url=f"{cfg.public_base_url.rstrip('/')}/webhooks/runpod/{token}",
-                        execution_timeout_ms=order.execution_timeout_ms, ttl_ms=order.ttl_ms)
+    job_id, nonce = _held_job(stack, sessions, "kill", {"execution_ms": 6000, "cancel_errors": [503, 502]})
+    first = _run_unrecorded(stack, sessions, job_id)
     with transaction(sessions) as s:  # ... and the worker dies here; the sweeper sees it stuck
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(seconds=60)))
     job = api.wait_job(job_id, tuple(JobStatus.TERMINAL), 60)
@@ -233,7 +227,7 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     rows = books(sessions, [job_id])
     assert first in {t["id"] for t in truth}
     [bill] = [t for t in truth if t["id"] == job["runpod"]["job_id"]]
-    assert job["charge"] == charge(q, bill["executed_ms"])
+    assert job["charge"] == charge(quote("framing", JobParams(duration_s=Decimal(30))), bill["executed_ms"])
     strays = [t for t in truth if t is not bill]
     for t in strays:
         assert (rows[t["id"]].role, rows[t["id"]].execution_ms) == ("stray", t["executed_ms"])
