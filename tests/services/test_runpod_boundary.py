@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from gateways.runpod import RunPodGateway
 from ledger.db import transaction
 from ledger.models import Job, JobStatus, RunPodJob, utcnow
-from pricing import JobParams, charge, quote
+from pricing import JobParams, quote
 from services import lifecycle
 from tests.factories import FundedWalletFactory, JobFactory
 from tests.helpers import scrape, value, wait_for
@@ -61,7 +61,6 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
     truth = wait_for(lambda: drained(stack.settings, sessions, nonces, list(job_ids.values())),
                      60, "every RunPod job billed or written off")
     rows = books(sessions, list(job_ids.values()))
-    q = quote("framing", JobParams(duration_s=Decimal(30)))
     started = billed = stray = stopped = 0
     executed = charged_ms = written_off = 0
     for nonce, job in jobs.items():
@@ -70,7 +69,7 @@ def test_lost_run_answers_leave_no_gpu_time_unaccounted(api, stack, sessions, in
         assert len(ran) <= 1 + len(nonces[nonce])  # at most one per /run we sent
         [bill] = [t for t in ran if t["id"] == job["runpod"]["job_id"]]
         assert rows[bill["id"]].role == "billed" and bill["state"] == "COMPLETED"
-        assert job["charge"] == charge(q, bill["executed_ms"])  # rate card, measured time
+        assert job["charge"] == rates.charge(rates.quote("framing", 30), bill["executed_ms"])  # the model
         billed += 1
         charged_ms += bill["executed_ms"]
         for other in ran:
@@ -227,7 +226,7 @@ def test_worker_killed_between_run_and_record_and_failing_cancels(api, stack, se
     rows = books(sessions, [job_id])
     assert first in {t["id"] for t in truth}
     [bill] = [t for t in truth if t["id"] == job["runpod"]["job_id"]]
-    assert job["charge"] == charge(quote("framing", JobParams(duration_s=Decimal(30))), bill["executed_ms"])
+    assert job["charge"] == rates.charge(rates.quote("framing", 30), bill["executed_ms"])  # the model
     strays = [t for t in truth if t is not bill]
     for t in strays:
         assert (rows[t["id"]].role, rows[t["id"]].execution_ms) == ("stray", t["executed_ms"])
