@@ -30,12 +30,6 @@ def _stat(pid: int) -> tuple[str, list[str]] | None:
     return raw[raw.find("(") + 1:raw.rfind(")")], raw[raw.rfind(")") + 2:].split()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name (index 0 = field 3), or None."""
-    stat = _stat(pid)
-    return None if stat is None else stat[1]
-
-
 def _live() -> Iterator[tuple[int, str, list[str]]]:
     """(pid, command name, stat fields after it) of every live process."""
     for entry in Path("/proc").iterdir():
@@ -63,9 +57,9 @@ def cpu_ms(pids: Iterable[int]) -> dict[int, float]:
     """``{pid: utime + stime in ms}`` of the live ones among ``pids``."""
     out: dict[int, float] = {}
     for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is not None:
-            out[pid] = (int(fields[11]) + int(fields[12])) * TICK_MS
+        stat = _stat(pid)
+        if stat is not None:
+            out[pid] = (int(stat[1][11]) + int(stat[1][12])) * TICK_MS
     return out
 
 
